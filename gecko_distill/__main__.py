@@ -1,0 +1,5 @@
+"""``python -m gecko_distill`` → the CLI."""
+
+from gecko_distill.cli import main
+
+main()

@@ -1,0 +1,137 @@
+"""The evaluation stage's config and the paper's evaluation instructions (Gecko Table 9).
+
+Defaults live here once; each field's description doubles as CLI help.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "DEFAULT_TASK_STRINGS",
+    "PAPER_TASK_STRINGS",
+    "SYMMETRIC_RETRIEVAL_SETS",
+    "EvaluationConfig",
+    "task_string_for",
+]
+
+#: Default task string per kind, from Table 9: STS and pair classification use "semantic similarity",
+#: classification "classification", clustering "search result" (both sides in the query format), and
+#: retrieval sets not listed below "search result".
+DEFAULT_TASK_STRINGS: dict[str, str] = {
+    "retrieval": "search result",
+    "sts": "semantic similarity",
+    "pair_classification": "semantic similarity",
+    "classification": "classification",
+    "clustering": "search result",
+}
+
+#: Table 9's per-dataset strings for retrieval sets (keys: lower-cased folder / task names).
+PAPER_TASK_STRINGS: dict[str, str] = {
+    **dict.fromkeys(("scifact", "nfcorpus"), "fact checking"),
+    **dict.fromkeys(("arguana",), "semantic similarity"),
+    **dict.fromkeys(
+        (
+            "cqadupstack",
+            "dbpedia",
+            "dbpedia-entity",
+            "fiqa",
+            "fiqa2018",
+            "msmarco",
+            "nq",
+            "scidocs",
+            "touche2020",
+            "webis-touche2020",
+        ),
+        "question answering",
+    ),
+    **dict.fromkeys(
+        ("climate-fever", "climatefever", "fever", "hotpotqa", "trec-covid", "treccovid", "quora"),
+        "search result",
+    ),
+}
+
+#: Retrieval sets whose documents are encoded like queries (Table 9's ✓ for QuoraRetrieval).
+SYMMETRIC_RETRIEVAL_SETS = frozenset({"quora", "quoraretrieval"})
+
+
+def task_string_for(name: str, kind: str, overrides: dict[str, str] | None = None) -> str:
+    """The ``{task}`` inserted in ``task: {task} | query: ...`` for an evaluation set."""
+    key = name.lower()
+    if overrides and key in overrides:
+        return overrides[key]
+    if kind == "retrieval" and key in PAPER_TASK_STRINGS:
+        return PAPER_TASK_STRINGS[key]
+    return DEFAULT_TASK_STRINGS[kind]
+
+
+class EvaluationConfig(BaseModel):
+    """How ``gecko-distill evaluate`` runs: models, Matryoshka dims, input formats and speed limits."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    base: str | None = Field(
+        "all-MiniLM-L6-v2",
+        description="Base model evaluated beside the trained one (alias, path or hub name); None to skip.",
+    )
+    dims: list[int] | None = Field(
+        None,
+        description="Matryoshka dims to evaluate; default: the dims the model "
+        "records in gecko_distill.json, else its full dim and halvings down to 64.",
+    )
+    prompts: Literal["auto", "unified", "plain", "none"] = Field(
+        "auto",
+        description="Input format: 'unified' (Gecko's 'task: … | query: …' / 'title: … | text: …'), "
+        "'plain' (the paper's format ablation: task and text concatenated), 'none' (raw text, as MTEB "
+        "feeds it), "
+        "'auto' (the trained model's recorded format, else unified).",
+    )
+    base_prompts: Literal["same", "unified", "plain", "none"] = Field(
+        "same",
+        description="The base model's input format: 'same' as the trained model (one format for both), "
+        "or its own, e.g. 'none' for an off-the-shelf model that never saw Gecko's prompts.",
+    )
+    task_strings: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-set task string overrides, e.g. {'scifact': 'fact checking'} (keys: set names).",
+    )
+    limit: int | None = Field(
+        None,
+        ge=1,
+        description="Evaluate at most this many queries / pairs / test "
+        "examples per set (seeded sample; results then not MTEB-comparable).",
+    )
+    max_corpus: int | None = Field(
+        None, ge=1, description="Shrink retrieval corpora to this many documents (all judged ones kept)."
+    )
+    seed: int = Field(42, description="Seed of subsets and of MTEB's classification/clustering protocols.")
+    batch_size: int = Field(32, ge=1, description="Encoding batch size.")
+    max_seq_length: int | None = Field(None, ge=8, description="Override the models' max sequence length.")
+    cache_dir: str | None = Field(
+        None,
+        description="On-disk embedding cache (content-addressed by model "
+        "weights and text); None disables it.",
+    )
+    k_values: list[int] = Field([1, 3, 5, 10, 20, 100, 1000], description="Retrieval cut-offs (MTEB's).")
+    language: str = Field(
+        "und-Zyyy",
+        description="Language tag written into mteb results "
+        "(ISO 639-3 + script, e.g. 'eng-Latn'); default 'undetermined'.",
+    )
+    show_progress: bool = Field(True, description="Progress bars while encoding.")
+
+    @field_validator("dims")
+    @classmethod
+    def _dims(cls, v: list[int] | None) -> list[int] | None:
+        if v is None:
+            return v
+        if not v or any(d < 1 for d in v):
+            raise ValueError(f"dims must be positive integers, got {v}")
+        return sorted(set(v), reverse=True)
+
+    @field_validator("task_strings")
+    @classmethod
+    def _lower_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        return {k.lower(): s for k, s in v.items()}

@@ -1,0 +1,64 @@
+"""Strict parsing of the LLM's (task, query) completion, with a reject reason for everything else.
+
+The completion continues a prompt that ends in ``Task:``, so a good one looks like::
+
+     Given a question, retrieve passages that answer it.
+    Query: why did the delta grow
+
+Reject reasons (counted in the stage summary): ``empty``, ``malformed`` (no ``Query:`` line),
+``missing_task``, ``empty_query``, ``too_long``, ``copy_of_passage``, ``duplicate_query`` (stage level).
+"""
+
+from __future__ import annotations
+
+import re
+
+from gecko_distill.corpus.normalize import normalize_text
+from gecko_distill.errors import ParseError
+
+__all__ = ["REJECT_REASONS", "parse_task_query"]
+
+REJECT_REASONS = ("empty", "malformed", "missing_task", "empty_query", "too_long", "copy_of_passage",
+                  "duplicate_query")
+
+_QUERY_LINE = re.compile(r"^\s*query\s*[:：]\s*(.*)$", re.IGNORECASE)
+_QUOTES = "\"'“”‘’«»「」"
+
+
+def _clean(s: str) -> str:
+    return normalize_text(s).strip(_QUOTES + " ").strip()
+
+
+def parse_task_query(completion: str, passage: str, *, max_query_words: int = 40) -> tuple[str, str]:
+    """Return ``(task, query)`` or raise :class:`ParseError` whose ``reason`` is a reject key."""
+    if not completion or not completion.strip():
+        raise ParseError("empty", "the LLM returned nothing")
+    lines = completion.strip("\n").splitlines()
+    if _QUERY_LINE.match(lines[0]):
+        raise ParseError("missing_task", "the completion starts with the query, no task line")
+    task = _clean(lines[0])
+    query = None
+    for line in lines[1:]:
+        m = _QUERY_LINE.match(line)
+        if m:
+            query = _clean(m.group(1))
+            break
+        if line.strip() == "" and query is None:
+            break  # a blank line ends the example: no query was written
+    if query is None:
+        raise ParseError("malformed", "no 'Query:' line after the task line")
+    if not task:
+        raise ParseError("missing_task", "the task line is empty")
+    if not query:
+        raise ParseError("empty_query", "the query is empty")
+    n_words = len(query.split())
+    if n_words > max_query_words or len(query) > max_query_words * 12:
+        raise ParseError("too_long", f"{n_words} words > {max_query_words}")
+    # The task is one sentence; a run-on task line (a model that never stops) is junk too.
+    if len(task.split()) > 2 * max_query_words or len(task) > 2 * max_query_words * 12:
+        raise ParseError("too_long", f"task line of {len(task.split())} words")
+    q, p = query.casefold(), normalize_text(passage).casefold()
+    # A query that repeats >= 8 words (or most of itself) of the passage verbatim is a copy, not a query.
+    if q == p or (len(q) >= 40 and q in p and n_words >= 8):
+        raise ParseError("copy_of_passage", "the query copies the passage")
+    return task, query

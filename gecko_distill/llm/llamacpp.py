@@ -1,0 +1,330 @@
+"""The default local backend: llama.cpp on CPU (or GPU builds), at the hardware limit for scoring.
+
+How ``loglik`` avoids wasted work (issue 5; measured numbers in docs/performance.md):
+
+1. **Prefix once.** The shared prefix (instructions + few-shot examples) is decoded once per process into
+   sequence 0 at KV cell 0 and stays resident; every item sequence shares its cells (``seq_cp``) and only
+   the item's cells are removed afterwards. Up to ``max_prefixes`` prefixes are kept as KV snapshots, so
+   alternating query-likelihood / relevance / generation prompts restore theirs (a memcpy) instead of
+   decoding it again.
+2. **Shared contexts.** Requests with the same context (a relevance prompt scored with " Yes" and " No",
+   several queries for one passage) decode the context once; each continuation then branches from it, and
+   one-token continuations need no extra pass at all.
+3. **Only needed logits.** Only positions that predict a continuation token produce logits; only the target
+   ids are read, with a float32 log-sum-exp over the vocabulary row (Gemma: 262k entries).
+
+**Exactly the same scores as without reuse.** ``reuse_prefix=False`` scores every request from an empty
+cache (prefix + context + continuation in one sequence). Both paths give bit-identical log-probs because
+(a) every decode call is padded so that each row takes the same ggml kernel path (see
+:mod:`gecko_distill.llm.llamacpp_engine`), and (b) an item's KV cells sit right after its prefix at cell 0,
+as in the plain path: ggml's tiled attention sums over 64-cell blocks, and with this model a different
+cell layout (e.g. a second item packed into the same batch) moves a log-prob by ~0.01-0.1 nats. That is
+also why items are decoded one sequence per call rather than packed together; a passage-length item
+(~200 tokens) fills a CPU batch on its own.
+
+``generate`` decodes each prompt on top of the cached prefix (greedy, or seeded temperature / top-p), one
+prompt at a time for the same reason: a prompt's output never depends on which prompts shared its batch,
+so re-runs, resumed runs and distributed runs write the same text.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import zlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gecko_distill.errors import BackendError, BackendUnavailable
+from gecko_distill.llm.base import GenerationParams, LoglikRequest, LoglikResult
+from gecko_distill.llm.llamacpp_engine import TILE_ROWS, LlamaEngine, log_softmax_at
+from gecko_distill.llm.model_files import file_identity, resolve_model_source
+
+if TYPE_CHECKING:
+    from gecko_distill.config import LLMConfig
+
+__all__ = ["LlamaCppBackend"]
+
+logger = logging.getLogger(__name__)
+
+_PREFIX, _ITEM, _BRANCH = 0, 1, 2  # sequence ids
+
+
+@dataclass
+class _Prefix:
+    n_tokens: int
+    last_row: np.ndarray  # logits after the prefix's last token (predicts an item's first token)
+    state: bytes  # KV snapshot of sequence 0, restored when this prefix comes back
+
+
+class LlamaCppBackend:
+    """LLM backend on a GGUF file through llama-cpp-python (see the module docstring)."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        n_ctx: int = 2048,
+        n_batch: int = 512,
+        n_threads: int | None = None,
+        max_prefixes: int = 4,
+        reuse_prefix: bool = True,
+        n_gpu_layers: int = 0,
+    ) -> None:
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise BackendUnavailable(f"GGUF file not found: {self.path}")
+        self.n_ctx = n_ctx
+        self.reuse_prefix = reuse_prefix
+        self.max_prefixes = max(1, max_prefixes)
+        kv_size = -(-(n_ctx + 2 * TILE_ROWS) // 256) * 256  # one window + the padding rows
+        self._engine = LlamaEngine(self.path, kv_size=kv_size, n_batch=n_batch, n_seq=4,
+                                   n_threads=n_threads, n_gpu_layers=n_gpu_layers)
+        self._prefixes: OrderedDict[tuple[int, ...], _Prefix] = OrderedDict()  # LRU of snapshots
+        self._active: tuple[int, ...] | None = None  # the prefix now in sequence 0
+        self._lock = threading.Lock()
+        self._fingerprint = f"llamacpp:{file_identity(self.path)}"
+        logger.info("llama.cpp backend: %s (kv=%d cells, %d threads)", self.path.name,
+                    self._engine.kv_size, self._engine.n_threads)
+
+    @classmethod
+    def from_config(cls, cfg: LLMConfig) -> LlamaCppBackend:
+        src = resolve_model_source(cfg.model, cfg.model_file)
+        if src.kind == "folder":
+            ggufs = sorted(p.name for p in src.path.glob("*.gguf"))
+            raise BackendUnavailable(f"{src.path} is a folder: set llm.model_file to the GGUF inside it"
+                                     + (f" (found: {', '.join(ggufs[:5])})" if ggufs else " (no .gguf files there)"))
+        path = src.path
+        if src.kind == "hub":
+            if not src.filename:
+                raise BackendUnavailable(f"llm.model {cfg.model!r} is a hub repo: set llm.model_file to the "
+                                         "GGUF file name in it (e.g. 'gemma-3-270m-Q4_K_M.gguf')")
+            path = _download_gguf(src.repo, src.filename)
+        return cls(path, n_ctx=cfg.n_ctx, n_batch=cfg.n_batch, n_threads=cfg.n_threads)
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def close(self) -> None:
+        """Free the model and its context now."""
+        self._engine.close()
+
+    # --- prefix -------------------------------------------------------------------------------
+    def _prefix_tokens(self, prefix: str) -> list[int]:
+        eng = self._engine
+        toks = eng.tokenize(prefix, add_bos=eng.add_bos, special=True) if prefix else (
+            [eng.bos] if eng.add_bos else [])
+        if not toks:  # something must condition the first scored token
+            toks = [eng.bos if eng.bos >= 0 else eng.eos]
+        if len(toks) >= self.n_ctx:
+            raise BackendError(f"the prefix has {len(toks)} tokens, llm.n_ctx is {self.n_ctx}; "
+                               "shorten the few-shot examples or raise llm.n_ctx")
+        return toks
+
+    def _ensure_prefix(self, toks: list[int]) -> _Prefix:
+        """Make ``toks`` the prefix in sequence 0 at cell 0: keep, restore a snapshot, or decode it."""
+        key = tuple(toks)
+        pre = self._prefixes.get(key)
+        if pre is not None:
+            self._prefixes.move_to_end(key)
+            if self._active != key:
+                self._engine.clear()
+                self._engine.load_seq(pre.state, _PREFIX)
+                self._active = key
+            return pre
+        eng = self._engine
+        eng.clear()
+        self._active = None
+        rows: dict[int, np.ndarray] = {}
+        last = len(toks) - 1
+        eng.run(toks, range(len(toks)), [_PREFIX] * len(toks), [i == last for i in range(len(toks))],
+                lambda i, row: rows.__setitem__(i, row.copy()))
+        pre = self._prefixes[key] = _Prefix(len(toks), rows[last], eng.save_seq(_PREFIX))
+        while len(self._prefixes) > self.max_prefixes:
+            self._prefixes.popitem(last=False)
+        self._active = key
+        return pre
+
+    # --- scoring ------------------------------------------------------------------------------
+    def _decode(self, parent: int, seq: int, start: int, tokens: list[int],
+                targets: dict[int, list[tuple[int, int]]], scores: np.ndarray) -> None:
+        """Decode ``tokens`` in ``seq`` (branching from ``parent``) and add the targets' log-probs.
+
+        ``targets`` maps a token index to ``[(request, next token), ...]`` scored from its logits.
+        """
+        eng = self._engine
+        if parent != seq:
+            eng.seq_cp(parent, seq)
+
+        def on_logits(j: int, row: np.ndarray) -> None:
+            tg = targets[j]
+            for (req, _), lp in zip(tg, log_softmax_at(row, [t for _, t in tg]), strict=True):
+                scores[req] += lp
+
+        n = len(tokens)
+        eng.run(tokens, range(start, start + n), [seq] * n, [j in targets for j in range(n)], on_logits)
+
+    def loglik(self, requests: Sequence[LoglikRequest], *, prefix: str = "") -> list[LoglikResult]:
+        if not requests:
+            return []
+        with self._lock:
+            eng = self._engine
+            ptoks = self._prefix_tokens(prefix)
+            ctx_tokens: dict[str, tuple[int, ...]] = {}
+            scores = np.zeros(len(requests), dtype=np.float64)
+            counts = [0] * len(requests)
+            groups: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
+            for i, r in enumerate(requests):
+                cont = eng.tokenize(r.continuation)
+                counts[i] = len(cont)
+                if not cont:
+                    continue
+                ctx = ctx_tokens.get(r.context)
+                if ctx is None:
+                    ctx = ctx_tokens[r.context] = tuple(eng.tokenize(r.context))
+                total = len(ptoks) + len(ctx) + len(cont)
+                if total > self.n_ctx:
+                    raise BackendError(f"loglik request {i} needs {total} tokens (prefix {len(ptoks)} + context "
+                                       f"{len(ctx)} + continuation {len(cont)}) > llm.n_ctx={self.n_ctx}; "
+                                       "raise llm.n_ctx or cut passages shorter (max_passage_words)")
+                groups.setdefault(ctx, []).append((i, cont))
+            if self.reuse_prefix:
+                self._loglik_shared(ptoks, groups, scores)
+            else:
+                self._loglik_plain(ptoks, groups, scores)
+        return [LoglikResult(float(s), n) for s, n in zip(scores, counts, strict=True)]
+
+    def _loglik_plain(self, ptoks, groups, scores) -> None:
+        """Reference path: each request from an empty cache, prefix + context + continuation in one sequence."""
+        eng = self._engine
+        self._active = None
+        for ctx, items in groups.items():
+            for req, cont in items:
+                eng.clear()
+                full = ptoks + list(ctx) + cont
+                first = len(ptoks) + len(ctx) - 1  # the token whose logits predict the continuation's first
+                self._decode(_PREFIX, _PREFIX, 0, full[:-1],
+                             {j: [(req, full[j + 1])] for j in range(first, len(full) - 1)}, scores)
+        eng.clear()
+
+    def _loglik_shared(self, ptoks, groups, scores) -> None:
+        eng = self._engine
+        pre = self._ensure_prefix(ptoks)
+        p = pre.n_tokens
+        for ctx, items in groups.items():
+            c = len(ctx)
+            try:
+                if len(items) == 1:  # one continuation: context + continuation in a single sequence
+                    req, cont = items[0]
+                    full = list(ctx) + cont
+                    if c == 0:
+                        scores[req] += log_softmax_at(pre.last_row, [cont[0]])[0]
+                    if len(full) > 1:
+                        self._decode(_PREFIX, _ITEM, p, full[:-1],
+                                     {j: [(req, full[j + 1])] for j in range(max(c - 1, 0), len(full) - 1)}, scores)
+                    continue
+                firsts = [(r, t[0]) for r, t in items]
+                parent = _PREFIX
+                if c:  # decode the shared context once; its last logits score every first token
+                    self._decode(_PREFIX, _ITEM, p, list(ctx), {c - 1: firsts}, scores)
+                    parent = _ITEM
+                else:
+                    for (req, _), lp in zip(firsts, log_softmax_at(pre.last_row, [t for _, t in firsts]),
+                                            strict=True):
+                        scores[req] += lp
+                for req, cont in items:
+                    if len(cont) > 1:
+                        self._decode(parent, _BRANCH, p + c, cont[:-1],
+                                     {j: [(req, cont[j + 1])] for j in range(len(cont) - 1)}, scores)
+                        eng.seq_rm(_BRANCH)
+            finally:
+                eng.seq_rm(_BRANCH)
+                eng.seq_rm(_ITEM)
+
+    # --- generate -----------------------------------------------------------------------------
+    def generate(
+        self, prompts: Sequence[str], *, prefix: str = "", params: GenerationParams = GenerationParams()
+    ) -> list[str]:
+        if not prompts:
+            return []
+        with self._lock:
+            pre = self._ensure_prefix(self._prefix_tokens(prefix))
+            return [self._generate_one(pre, prompt, params) for prompt in prompts]
+
+    def _generate_one(self, pre: _Prefix, prompt: str, params: GenerationParams) -> str:
+        eng = self._engine
+        toks = eng.tokenize(prompt)
+        if pre.n_tokens + len(toks) + params.max_tokens > self.n_ctx:
+            raise BackendError(f"prefix ({pre.n_tokens}) + prompt ({len(toks)}) + max_tokens ({params.max_tokens}) "
+                               f"tokens exceed llm.n_ctx={self.n_ctx}; raise llm.n_ctx or shorten the prompt")
+        # Seeded per prompt, so an output does not depend on the other prompts of the call.
+        rng = np.random.default_rng([params.seed, zlib.crc32(prompt.encode("utf-8"))])
+        out: list[int] = []
+        text = ""
+        row: list[np.ndarray] = []
+        keep = lambda _j, r: row.append(r.copy())  # noqa: E731 - the logits view dies with the next decode
+        pos = pre.n_tokens
+        try:
+            if toks:
+                eng.seq_cp(_PREFIX, _ITEM)
+                eng.run(toks, range(pos, pos + len(toks)), [_ITEM] * len(toks),
+                        [j == len(toks) - 1 for j in range(len(toks))], keep)
+                pos += len(toks)
+                logits = row.pop()
+            else:
+                eng.seq_cp(_PREFIX, _ITEM)
+                logits = pre.last_row
+            while len(out) < params.max_tokens:
+                tok = _sample(logits, params, rng)
+                if eng.is_eog(tok):
+                    break
+                out.append(tok)
+                text = b"".join(eng.piece(t) for t in out).decode("utf-8", "ignore")
+                cut = min((text.find(s) for s in params.stop if s and s in text), default=-1)
+                if cut >= 0:
+                    return text[:cut]
+                if len(out) == params.max_tokens:
+                    break
+                eng.run([tok], [pos], [_ITEM], [True], keep, pad=False)
+                pos += 1
+                logits = row.pop()
+        finally:
+            eng.seq_rm(_ITEM)
+        return text
+
+
+def _sample(row: np.ndarray, params: GenerationParams, rng: np.random.Generator) -> int:
+    """Greedy at temperature 0; else temperature sampling, with top-p over the 1024 most likely tokens."""
+    if params.temperature <= 0:
+        return int(row.argmax())
+    z = row.astype(np.float64) / params.temperature
+    if params.top_p >= 1.0:
+        p = np.exp(z - z.max())
+        return int(rng.choice(z.size, p=p / p.sum()))
+    k = min(1024, z.size)
+    top = np.argpartition(-z, k - 1)[:k]
+    top = top[np.argsort(-z[top])]
+    p = np.exp(z[top] - z[top[0]])
+    p /= p.sum()
+    keep = int(np.searchsorted(np.cumsum(p), params.top_p)) + 1
+    top, p = top[:keep], p[:keep] / p[:keep].sum()
+    return int(top[rng.choice(len(top), p=p)])
+
+
+def _download_gguf(repo: str, filename: str) -> Path:
+    """Fetch a GGUF from the Hugging Face hub (what ``Llama.from_pretrained`` does); needs network access."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as e:  # pragma: no cover
+        raise BackendUnavailable("downloading a hub GGUF needs: pip install huggingface_hub") from e
+    try:
+        return Path(hf_hub_download(repo_id=repo, filename=filename))
+    except Exception as e:  # noqa: BLE001 - hub errors come in many types; all mean the same to the user
+        raise BackendUnavailable(f"could not fetch {filename!r} from hub repo {repo!r} ({type(e).__name__}: {e}); "
+                                 "download it yourself and set llm.model to the local .gguf path") from e

@@ -1,0 +1,239 @@
+"""Stage 2 (Gecko §3.2, steps 2-4): neighbours → LLM relabelling → FRet rows.
+
+For each (task, query): embed ``task: {task} | query: {query}`` with the seed embedder, fetch the top-N
+passages (``title: … | text: …``) with the seed forced in, score every candidate with query likelihood and
+relevance classification, fuse the two rankings by RRF and select a positive and a hard negative.
+Every row keeps its audit trail: the seed, both ranks and scores, and whether the positive moved.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gecko_distill._stage import LLMShardWork, ShardRunner, run_shards
+from gecko_distill.artifacts import StageDir, atomic_write_bytes, fingerprint
+from gecko_distill.config import MiningConfig
+from gecko_distill.corpus.normalize import truncate_words
+from gecko_distill.embedding.loader import embedder_id
+from gecko_distill.embedding.formats import SYMMETRIC_TASK_TYPES, format_document, format_query
+from gecko_distill.errors import InputError
+from gecko_distill.llm.base import LLMBackend
+from gecko_distill.mining.auto_fusion import plan_for_mining
+from gecko_distill.mining.fusion import fuse, rank
+from gecko_distill.mining.neighbours import encode_texts, force_seed, search
+from gecko_distill.mining.scoring import score_candidates
+from gecko_distill.mining.selection import select
+from gecko_distill.prompts import PromptSet, load_prompts
+from gecko_distill.records import Passage, TaskQuery
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["MiningResult", "fret_row", "load_fret", "mine"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MiningResult:
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    path: Path
+
+
+@dataclass(frozen=True)
+class _ScoreCall:
+    """The stage's LLM call on one shard's (query, candidate texts) pairs (picklable for remote workers)."""
+
+    prompts: PromptSet
+    scorers: tuple[str, ...]
+
+    def __call__(self, llm: LLMBackend, pairs: list[tuple[str, list[str]]]) -> list[dict[str, list[float]]]:
+        return score_candidates(llm, self.prompts, pairs, scorers=self.scorers)
+
+
+def fret_row(tq: TaskQuery, pos: Passage, neg: Passage, **audit: Any) -> dict[str, Any]:
+    """One FRet row: trainer-ready formatted ``anchor/positive/negative`` plus raw fields and the audit."""
+    sym = tq.task_type in SYMMETRIC_TASK_TYPES
+
+    def doc(p: Passage) -> str:
+        return format_document(p.text, p.title, task=tq.task, symmetric=sym)
+
+    return {
+        "anchor": format_query(tq.task, tq.query), "positive": doc(pos), "negative": doc(neg),
+        "task_type": tq.task_type, "task": tq.task, "query": tq.query,
+        "positive_id": pos.id, "positive_title": pos.title, "positive_text": pos.text,
+        "negative_id": neg.id, "negative_title": neg.title, "negative_text": neg.text,
+        **audit,
+    }
+
+
+def _passage_embeddings(stage: StageDir, embedder: SentenceTransformer, passages: Sequence[Passage],
+                        batch_size: int, progress: bool) -> np.ndarray:
+    """Encode the corpus once per (model, corpus); cached as .npy in the stage dir for resumes."""
+    key = fingerprint([embedder_id(embedder), [(p.id, p.title, p.text) for p in passages]])
+    path = stage.path / f"passages-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    texts = [format_document(p.text, p.title) for p in passages]
+    logger.info("encoding %d passages with the seed embedder", len(texts))
+    emb = encode_texts(embedder, texts, batch_size=batch_size, show_progress=progress)
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, emb)
+    atomic_write_bytes(path, buf.getvalue())
+    return emb
+
+
+def mine(
+    queries: Sequence[TaskQuery],
+    passages: Sequence[Passage],
+    *,
+    embedder: SentenceTransformer,
+    llm: LLMBackend,
+    config: MiningConfig,
+    out_dir: str | Path,
+    prompts: PromptSet | None = None,
+    embed_batch_size: int = 64,
+    progress: bool = True,
+    shard_runner: ShardRunner | None = None,
+) -> MiningResult:
+    """Write ``out_dir/fret.jsonl`` + ``fret.parquet`` + ``manifest.json`` and return the rows.
+
+    ``shard_runner`` runs the LLM scoring elsewhere (e.g. a Ray actor pool, see ``gecko_distill.executors``);
+    neighbour search and selection stay here, so the rows are the same either way.
+    """
+    prompts = prompts or load_prompts()
+    if config.max_queries is not None:
+        queries = queries[: config.max_queries]
+    if not queries:
+        raise InputError("mining got no queries: the generation stage produced none")
+    stage = StageDir(Path(out_dir), "fret")
+    by_id = {p.id: i for i, p in enumerate(passages)}
+    missing = [q.passage_id for q in queries if q.passage_id not in by_id]
+    if missing:
+        raise InputError(f"{len(missing)} queries point at passages not in the corpus (e.g. {missing[0]!r}); "
+                         "mine with the same corpus the generation stage used")
+    fp = fingerprint({
+        "stage": "fret", "config": config.model_dump(), "llm": llm.fingerprint, "embedder": embedder_id(embedder),
+        "queries": fingerprint([(q.passage_id, q.task_type, q.task, q.query) for q in queries]),
+        "corpus": fingerprint([(p.id, p.title, p.text) for p in passages]),
+        "prompts": [prompts.version, prompts.ql_prefix, prompts.ql_item, prompts.rc_prefix, prompts.rc_item],
+    })
+    if stage.is_complete(fp):
+        logger.info("mining: %s is complete, skipping", stage.path)
+        return load_fret(stage.path)
+    started = time.time()
+    stage.prepare(fp)
+    if len(passages) < 2:
+        raise InputError("mining needs at least two passages in the corpus")
+
+    # Step 2: neighbours. Cheap relative to LLM scoring, so recomputed on resume (deterministic).
+    p_emb = _passage_embeddings(stage, embedder, passages, embed_batch_size, progress)
+    q_emb = encode_texts(embedder, [format_query(q.task, q.query) for q in queries], batch_size=embed_batch_size)
+    nb = search(q_emb, p_emb, k=config.num_neighbours, index=config.index)
+    cand_lists: list[tuple[list[int], list[float]]] = []
+    for qi, q in enumerate(queries):
+        seed = by_id[q.passage_id]
+        seed_score = float(q_emb[qi] @ p_emb[seed])
+        cand_lists.append(force_seed(nb.indices[qi].tolist(), nb.scores[qi].tolist(), seed, seed_score))
+
+    def request(batch: Sequence[int], start: int) -> list[tuple[str, list[str]]]:
+        return [(queries[qi].query, [truncate_words(passages[c].text, config.max_passage_words)
+                                     for c in cand_lists[qi][0]]) for qi in batch]
+
+    plan = None
+    if config.fusion == "auto":  # check the signals against the retriever before trusting them (auto_fusion.py)
+        sample = range(min(config.auto_sample, len(queries)))
+        plan = plan_for_mining(stage.path, fp, config, llm=llm, prompts=prompts, embedder=embedder,
+                               sample_pairs=lambda: (request(sample, 0), [cand_lists[qi][0].index(
+                                   by_id[queries[qi].passage_id]) for qi in sample]))
+
+    def finish(batch: Sequence[int], start: int, scored: list[dict[str, list[float]]]) -> list[dict[str, Any]]:
+        return [_select_row(qi, queries[qi], cand_lists[qi], s) for qi, s in zip(batch, scored, strict=True)]
+
+    def _select_row(qi: int, tq: TaskQuery, cands: tuple[list[int], list[float]],
+                    s: dict[str, list[float]]) -> dict[str, Any]:
+        idx, retr = cands
+        seed_pos = idx.index(by_id[tq.passage_id])
+        ranks = {name: rank(s[name]) for name in config.scorers}
+        if plan is not None:
+            fused, order = plan.order(ranks, seed_pos, tie_scores=s.get("ql"), k=config.rrf_k)
+        elif config.fusion == "rrf":
+            fused, order = fuse(ranks, k=config.rrf_k, weights=config.weights, tie_scores=s.get("ql"))
+        else:  # a single signal: its ranking is the fused ranking
+            fused = [1.0 / r for r in ranks[config.fusion]]
+            order = sorted(range(len(idx)), key=lambda i: ranks[config.fusion][i])
+        fused_rank = [0] * len(idx)
+        for r, i in enumerate(order, 1):
+            fused_rank[i] = r
+        # Seeded per query (not per shard) so 'random' is the same however the work is sharded.
+        rng = random.Random(f"{config.seed}:{qi}")
+        sel = select(order, seed_pos, positive_policy=config.positive_policy,
+                     negative_policy=config.negative_policy, rng=rng)
+        candidates = [{"id": passages[c].id, "retriever": round(retr[j], 6), "rank_retriever": j + 1,
+                       **{n: round(s[n][j], 6) for n in s}, **{f"rank_{n}": ranks[n][j] for n in ranks},
+                       "fused": round(fused[j], 6), "rank_fused": fused_rank[j]} for j, c in enumerate(idx)]
+
+        def audit(j: int) -> dict[str, Any]:
+            return {"retriever": round(retr[j], 6), "fused": round(fused[j], 6), **{n: round(s[n][j], 6) for n in s}}
+
+        return fret_row(
+            tq, passages[idx[sel.positive]], passages[idx[sel.negative]],
+            seed_id=tq.passage_id, positive_moved=sel.positive != seed_pos,
+            ranks={"retriever": sel.positive + 1, "fused": fused_rank[sel.positive],
+                   **{n: ranks[n][sel.positive] for n in ranks},
+                   "seed_fused": fused_rank[seed_pos], "negative_fused": fused_rank[sel.negative]},
+            scores=audit(sel.positive), negative_scores=audit(sel.negative), seed_scores=audit(seed_pos),
+            candidates=candidates)
+
+    work = LLMShardWork(llm, request, _ScoreCall(prompts, tuple(config.scorers)), finish)
+    n = run_shards(stage, list(range(len(queries))), config.batch_size, work,
+                   desc=f"mine (top-{config.num_neighbours}, LLM {'+'.join(config.scorers).upper()})",
+                   progress=progress, runner=shard_runner)
+    rows = stage.read_shards(n)
+    summary = _summary(rows, len(queries), config)
+    if plan is not None:
+        summary["auto_fusion"] = plan.as_dict()
+    stage.finalize(rows, fp=fp, config=config.model_dump(), summary=summary, started_at=started,
+                   inputs={"prompts_version": prompts.version, "llm": llm.fingerprint, "embedder": embedder_id(embedder)})
+    return MiningResult(rows=rows, summary=summary, path=stage.path)
+
+
+def _stats(xs: list[float]) -> dict[str, float]:
+    if not xs:
+        return {}
+    q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
+    return {"mean": round(statistics.fmean(xs), 4), "p25": round(q[0], 4), "median": round(q[1], 4),
+            "p75": round(q[2], 4), "min": round(min(xs), 4), "max": round(max(xs), 4)}
+
+
+def _summary(rows: list[dict[str, Any]], n_queries: int, config: MiningConfig) -> dict[str, Any]:
+    moved = sum(r["positive_moved"] for r in rows)
+    out: dict[str, Any] = {
+        "rows_in": n_queries, "rows_out": len(rows),
+        "positive_moved": moved, "positive_moved_rate": round(moved / max(len(rows), 1), 4),
+        "seed_fused_rank": _stats([float(r["ranks"]["seed_fused"]) for r in rows]),
+        "positive_policy": config.positive_policy, "negative_policy": config.negative_policy,
+        "fusion": config.fusion, "num_neighbours": config.num_neighbours,
+    }
+    for name in config.scorers:
+        out[f"{name}_positive"] = _stats([r["scores"][name] for r in rows])
+        out[f"{name}_negative"] = _stats([r["negative_scores"][name] for r in rows])
+    return out
+
+
+def load_fret(path: str | Path) -> MiningResult:
+    stage = StageDir(Path(path), "fret")
+    manifest = stage.require_complete()
+    return MiningResult(rows=stage.rows(), summary=manifest["summary"], path=stage.path)

@@ -1,0 +1,223 @@
+"""``fusion = "auto"``: check each LLM signal against the first stage on a small sample before trusting it.
+
+Gecko relabels the retriever's neighbours with the LLM, which only helps when the LLM ranks better than the
+retriever. With a small LLM that is not a given (docs/labeller.md), so ``auto`` measures it first, on either
+
+- **qrels** (a labelled sample, e.g. a few queries of a BEIR folder of the same domain): nDCG@10 of each
+  signal's re-ranking of the first-stage top-N vs the first stage's own (:mod:`gecko_distill.evaluation.rerank_check`);
+- **seed agreement** (no labels): on the first mined queries, the mean reciprocal rank of the seed passage,
+  the passage the query was written from, under each signal vs under the retriever. The seed is a noisy
+  label (another candidate may be as good), but a labeller that ranks it lower than the retriever does is
+  more likely to move a good positive off than to find a better one.
+
+Rule (strict, the retriever wins ties): a signal that scores below the first stage is **dropped**; the kept
+ones are fused by weighted RRF with weights proportional to their skill over chance (the best kept signal
+gets weight 1, a weaker one proportionally less: **down-weighted**). With one signal kept it ranks alone.
+With none kept the plan **falls back** to the retriever: the seed stays the positive (the paper's seed
+ablation) and the retriever's order gives the negatives. Every verdict is logged as a warning when a
+signal is dropped and recorded in the stage summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from gecko_distill.artifacts import atomic_write_text
+from gecko_distill.mining.fusion import fuse, rank
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from gecko_distill.config import MiningConfig
+    from gecko_distill.llm.base import LLMBackend
+    from gecko_distill.prompts import PromptSet
+
+__all__ = ["RETRIEVER", "FusionPlan", "SignalCheck", "plan_for_mining", "plan_fusion", "plan_from_seed",
+           "seed_agreement"]
+
+logger = logging.getLogger(__name__)
+
+#: Name of the first-stage ranking in checks and plans.
+RETRIEVER = "retriever"
+
+
+@dataclass(frozen=True)
+class SignalCheck:
+    """One ranking's score on the sample, and what ``auto`` did with it."""
+
+    name: str
+    score: float  # nDCG@10 (qrels) or seed MRR (seed agreement)
+    weight: float  # 0 = dropped
+    verdict: Literal["baseline", "kept", "down-weighted", "dropped"]
+    details: dict[str, float] = field(default_factory=dict)  # seed_first, mean_seed_rank, p_at_1, ...
+
+
+@dataclass(frozen=True)
+class FusionPlan:
+    """The outcome of the check: weights per signal, or the retriever fallback."""
+
+    basis: Literal["qrels", "seed"]
+    sample_size: int
+    checks: list[SignalCheck]
+    warnings: list[str]
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {c.name: c.weight for c in self.checks if c.name != RETRIEVER and c.weight > 0}
+
+    @property
+    def fallback(self) -> bool:
+        """True when no LLM signal beat the first stage: keep the seed as positive, retriever order."""
+        return not self.weights
+
+    @property
+    def mode(self) -> str:
+        """'retriever', a single signal name, or 'rrf'."""
+        w = self.weights
+        return RETRIEVER if not w else next(iter(w)) if len(w) == 1 else "rrf"
+
+    def order(self, ranks: Mapping[str, Sequence[int]], seed_index: int,
+              tie_scores: Sequence[float] | None = None, k: float = 0.0) -> tuple[list[float], list[int]]:
+        """Fused scores and order (best first) of one query's candidates under this plan.
+
+        In the fallback the seed comes first and the rest keep the retriever order (candidates are given in
+        retriever order); its fused score is then ``1 / rank``.
+        """
+        n = len(next(iter(ranks.values())))
+        if self.fallback:
+            order = [seed_index] + [i for i in range(n) if i != seed_index]
+            fused = [0.0] * n
+            for r, i in enumerate(order, 1):
+                fused[i] = 1.0 / r
+            return fused, order
+        w = self.weights
+        return fuse({s: ranks[s] for s in w}, k=k, weights=w, tie_scores=tie_scores)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"basis": self.basis, "sample_size": self.sample_size, "mode": self.mode,
+                "weights": self.weights, "checks": [asdict(c) for c in self.checks], "warnings": self.warnings}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FusionPlan:
+        return cls(basis=d["basis"], sample_size=d["sample_size"], checks=[SignalCheck(**c) for c in d["checks"]],
+                   warnings=list(d["warnings"]))
+
+
+def seed_agreement(scores: Sequence[Mapping[str, Sequence[float]]], seed_positions: Sequence[int]
+                   ) -> dict[str, dict[str, float]]:
+    """Per ranking (the retriever and each signal): seed MRR, seed-first rate and mean seed rank.
+
+    Args:
+        scores: Per query, signal -> scores aligned with the candidates (given in retriever order).
+        seed_positions: Per query, the seed's index among the candidates.
+    """
+    if not scores:
+        raise ValueError("seed agreement needs at least one query")
+    names = [RETRIEVER, *scores[0]]
+    ranks_of_seed: dict[str, list[int]] = {n: [] for n in names}
+    for s, seed in zip(scores, seed_positions, strict=True):
+        ranks_of_seed[RETRIEVER].append(seed + 1)
+        for n in names[1:]:
+            ranks_of_seed[n].append(rank(s[n])[seed])
+    out = {}
+    for n, rs in ranks_of_seed.items():
+        out[n] = {"mrr": sum(1 / r for r in rs) / len(rs), "seed_first": sum(r == 1 for r in rs) / len(rs),
+                  "mean_seed_rank": sum(rs) / len(rs)}
+    return out
+
+
+def _chance_mrr(num_candidates: Sequence[int]) -> float:
+    """Expected seed MRR of a random order: mean over queries of H_n / n."""
+    return sum(sum(1 / r for r in range(1, n + 1)) / n for n in num_candidates) / max(len(num_candidates), 1)
+
+
+def plan_fusion(scores: Mapping[str, float], *, basis: Literal["qrels", "seed"], sample_size: int,
+                chance: float = 0.0, details: Mapping[str, Mapping[str, float]] | None = None) -> FusionPlan:
+    """Apply the rule of the module docstring.
+
+    Args:
+        scores: Ranking name -> its score on the sample; must include :data:`RETRIEVER`.
+        basis: What the scores are ('qrels': nDCG@10; 'seed': seed MRR).
+        sample_size: Queries in the sample (reported).
+        chance: The score of a random order (weights are skill over chance).
+        details: Extra numbers per ranking for the report.
+    """
+    if RETRIEVER not in scores:
+        raise ValueError("the first stage's score is needed as the baseline")
+    base = scores[RETRIEVER]
+    details = details or {}
+    kept = {n: s for n, s in scores.items() if n != RETRIEVER and s >= base}
+    best_skill = max((s - chance for s in kept.values()), default=0.0)
+    what = "nDCG@10 on the labelled sample" if basis == "qrels" else "seed MRR (agreement with the seed passage)"
+    checks = [SignalCheck(RETRIEVER, round(base, 4), 0.0, "baseline", dict(details.get(RETRIEVER, {})))]
+    warnings: list[str] = []
+    for n, s in scores.items():
+        if n == RETRIEVER:
+            continue
+        if n not in kept:
+            checks.append(SignalCheck(n, round(s, 4), 0.0, "dropped", dict(details.get(n, {}))))
+            warnings.append(f"LLM signal {n!r} dropped: {what} {s:.3f} < first stage {base:.3f} "
+                            f"on {sample_size} queries")
+            continue
+        w = 1.0 if best_skill <= 0 else round(max(s - chance, 0.0) / best_skill, 4)
+        verdict = "kept" if w >= 1.0 else "down-weighted" if w > 0 else "dropped"  # 0: no better than chance
+        checks.append(SignalCheck(n, round(s, 4), w, verdict, dict(details.get(n, {}))))
+    plan = FusionPlan(basis=basis, sample_size=sample_size, checks=checks, warnings=warnings)
+    if plan.fallback:
+        plan.warnings.append("no LLM signal beats the first stage: the labeller would make positives worse; "
+                             "falling back to the seed passage as positive and the retriever order for negatives")
+    for msg in plan.warnings:
+        logger.warning("fusion=auto: %s", msg)
+    logger.info("fusion=auto on %d queries (%s): mode %s, weights %s", sample_size, basis, plan.mode, plan.weights)
+    return plan
+
+
+def plan_from_seed(scores: Sequence[Mapping[str, Sequence[float]]], seed_positions: Sequence[int]) -> FusionPlan:
+    """``auto`` without labels: seed agreement on mined queries."""
+    agree = seed_agreement(scores, seed_positions)
+    chance = _chance_mrr([len(next(iter(s.values()))) for s in scores])
+    return plan_fusion({n: m["mrr"] for n, m in agree.items()}, basis="seed", sample_size=len(scores),
+                       chance=chance, details={n: {k: round(v, 4) for k, v in m.items()} for n, m in agree.items()})
+
+
+def plan_for_mining(stage_path: Path, fp: str, config: MiningConfig, *, llm: LLMBackend, prompts: PromptSet,
+                    sample_pairs: Callable[[], tuple[list[tuple[str, list[str]]], list[int]]],
+                    embedder: SentenceTransformer) -> FusionPlan:
+    """The mining stage's plan: made once per stage fingerprint and kept in ``auto-fusion.json`` (resumes reuse it).
+
+    Args:
+        stage_path: The FRet stage directory.
+        fp: The stage fingerprint (a plan made for other inputs is not reused).
+        sample_pairs: Builds the seed-agreement sample: (query, candidate texts) of the first
+            ``config.auto_sample`` queries and the seed's index in each. Called only without ``auto_labelled``.
+        embedder: The first-stage embedder (used on the labelled set).
+    """
+    from gecko_distill.mining.scoring import score_candidates
+
+    path = Path(stage_path) / "auto-fusion.json"
+    if path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("fingerprint") == fp:
+            plan = FusionPlan.from_dict(saved["plan"])
+            logger.info("fusion=auto: reusing the plan in %s (mode %s)", path, plan.mode)
+            return plan
+    if config.auto_labelled:
+        from gecko_distill.evaluation.config import task_string_for
+        from gecko_distill.evaluation.data import RetrievalSet, load_eval_set
+        from gecko_distill.evaluation.rerank_check import first_stage, plan_on_qrels, score_queries
+
+        ds = load_eval_set(config.auto_labelled, kind="retrieval", limit=config.auto_sample, seed=config.seed)
+        assert isinstance(ds, RetrievalSet)
+        cands = first_stage(ds, embedder, task=task_string_for(ds.name, "retrieval"), top_k=config.num_neighbours)
+        scores = score_queries(llm, prompts, cands, scorers=config.scorers, max_passage_words=config.max_passage_words)
+        plan = plan_on_qrels(cands, scores)
+    else:
+        pairs, seeds = sample_pairs()
+        plan = plan_from_seed(score_candidates(llm, prompts, pairs, scorers=config.scorers), seeds)
+    atomic_write_text(path, json.dumps({"fingerprint": fp, "plan": plan.as_dict()}, indent=1))
+    return plan

@@ -1,0 +1,120 @@
+"""Run the stages end to end from one :class:`~gecko_distill.config.PipelineConfig`.
+
+Layout of a run directory (each stage folder has its own ``manifest.json``, written last)::
+
+    OUT/generation/   LLM-written (task, query) rows + rejects
+    OUT/fret/         the FRet dataset (fret.jsonl, fret.parquet)
+    OUT/model/        the trained embedder (when [training] is configured)
+    OUT/eval/         evaluation results (when [evaluation] is configured)
+    OUT/llm-cache.sqlite   content-addressed LLM responses shared by all stages (resume never re-asks)
+    OUT/run.json      per-stage wall times of the latest run
+
+Finished stages are skipped; an interrupted stage resumes from its shards and the LLM cache.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gecko_distill.artifacts import atomic_write_text
+from gecko_distill.config import PipelineConfig
+from gecko_distill.corpus import CorpusReport, read_corpus
+from gecko_distill.generation import GenerationResult, generate
+from gecko_distill.llm import CachedLLM, load_llm
+from gecko_distill.mining import MiningResult, mine
+from gecko_distill.prompts import load_prompts
+
+__all__ = ["PipelineResult", "Timer", "run_pipeline"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass
+class Timer:
+    """Wall time per named step, in order."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def run(self, name: str, fn: Callable[[], T]) -> T:
+        t0 = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
+@dataclass
+class PipelineResult:
+    out_dir: Path
+    corpus: CorpusReport
+    generation: GenerationResult
+    fret: MiningResult
+    timings: Timer
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_pipeline(config: PipelineConfig, *, progress: bool = True) -> PipelineResult:
+    """Corpus → generation → mining (→ training → evaluation when configured)."""
+    out = Path(config.out_dir)
+    tcfg = None
+    if config.training is not None:  # validate now: a typo must not surface after hours of mining
+        from gecko_distill.config import validate_config
+        from gecko_distill.training import TrainingConfig
+
+        tcfg = validate_config(config.training, TrainingConfig, source="[training]")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "pipeline.json", config.model_dump_json(indent=2))
+    timer = Timer()
+    passages, corpus_report = timer.run("corpus", lambda: read_corpus(config.corpus))
+    logger.info("corpus: %d passages (%d rows read)", len(passages), corpus_report.rows_read)
+    prompts = load_prompts(config.generation.prompts)
+
+    from gecko_distill.embedding import load_embedder
+
+    llm = timer.run("load models", lambda: CachedLLM(load_llm(config.llm), out / "llm-cache.sqlite"))
+    gen = timer.run("generate", lambda: _executor(config).generate(
+        passages, llm, config.generation, out_dir=out / "generation", prompts=prompts, progress=progress))
+    embedder = timer.run("load models", lambda: load_embedder(
+        config.embedder.model, device=config.embedder.device, max_seq_length=config.embedder.max_seq_length,
+        trust_remote_code=config.embedder.trust_remote_code))
+    fret = timer.run("mine", lambda: _executor(config).mine(
+        gen.queries, passages, embedder=embedder, llm=llm, config=config.mining, out_dir=out / "fret",
+        prompts=prompts, embed_batch_size=config.embedder.batch_size, progress=progress))
+    llm.close()
+    result = PipelineResult(out, corpus_report, gen, fret, timer)
+    if tcfg is not None:
+        from gecko_distill.training import train
+
+        result.extra["training"] = timer.run("train", lambda: train(out / "fret", out / "model", config=tcfg))
+    atomic_write_text(out / "run.json", json.dumps({
+        "stage_seconds": {k: round(v, 2) for k, v in timer.seconds.items()},
+        "total_seconds": round(timer.total, 2), "llm_cache": {"hits": llm.hits, "misses": llm.misses},
+        "corpus": corpus_report.to_dict()}, indent=2, ensure_ascii=False))
+    return result
+
+
+class _LocalExecutor:
+    """Runs the LLM stages in this process (the default)."""
+
+    generate = staticmethod(generate)
+    mine = staticmethod(mine)
+
+
+def _executor(config: PipelineConfig) -> Any:
+    if config.executor == "local":
+        return _LocalExecutor
+    from gecko_distill.executors.ray_executor import RayExecutor  # optional extra
+
+    return RayExecutor(config)

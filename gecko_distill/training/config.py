@@ -1,0 +1,137 @@
+"""Typed configs of the two training stages: fine-tuning on FRet (+ a mixture) and pre-finetuning.
+
+Both share the trainer settings (batch, schedule, Matryoshka dims, checkpoints); each adds its own data
+settings. Unknown keys are rejected (``extra="forbid"``) like every other stage config, and each field's
+description doubles as CLI help.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gecko_distill.config import CorpusConfig
+
+__all__ = ["MixSource", "PrefinetuneConfig", "TrainingConfig", "default_matryoshka_dims", "parse_mix_spec"]
+
+#: Standard Matryoshka widths; the default dims are the model's full width plus those below it.
+STANDARD_DIMS = (1024, 768, 512, 256, 128, 64)
+
+
+def default_matryoshka_dims(full_dim: int) -> list[int]:
+    """``[full] + standard widths below it``: all-MiniLM-L6-v2 (384) gives ``[384, 256, 128, 64]``."""
+    return [full_dim] + [d for d in STANDARD_DIMS if d < full_dim]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class MixSource(_Config):
+    """One extra training source mixed with FRet (pairs, triplets, NLI or classification JSONL)."""
+
+    path: str = Field(..., description="JSONL file.")
+    weight: float = Field(1.0, gt=0, description="Relative sampling weight (per batch).")
+    kind: Literal["auto", "pairs", "nli", "classification"] = Field(
+        "auto", description="Row schema; 'auto' detects it from the first row's keys. 'pairs' also takes "
+        "triplets (an optional 'negative').")
+    task: str | None = Field(None, description="Task string for rows without a 'task' field (default per "
+                             "kind: pairs 'search result', nli 'semantic similarity', classification "
+                             "'classification').")
+    symmetric: bool | None = Field(None, description="Format both sides as queries (default: True for nli "
+                                   "and classification, per-row 'symmetric'/'task_type' for pairs).")
+
+
+def parse_mix_spec(spec: str) -> MixSource:
+    """Parse the CLI form ``PATH[:weight]`` (``data/nli.jsonl:0.5``)."""
+    m = re.fullmatch(r"(.+?):([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)", spec)
+    if m:
+        return MixSource(path=m.group(1), weight=float(m.group(2)))
+    return MixSource(path=spec)
+
+
+class _TrainerSettings(_Config):
+    """Settings shared by both training stages."""
+
+    base_model: str = Field("all-MiniLM-L6-v2", description="Model to start from: 'all-MiniLM-L6-v2' "
+                            "(packaged), a local sentence-transformers folder or a hub name.")
+    max_seq_length: int | None = Field(256, ge=8, description="Truncate inputs to this many tokens.")
+    temperature: float = Field(0.05, gt=0, description="Softmax temperature tau of the Gecko loss "
+                               "(logits are cosine / tau).")
+    matryoshka_dims: list[int] | None = Field(
+        None, description="Matryoshka dims; None = the full dim plus 512/256/128/64 below it "
+        "(MiniLM-L6: 384, 256, 128, 64); [] = no Matryoshka.")
+    matryoshka_weights: list[float] | None = Field(None, description="One weight per dim (default 1 each).")
+    mini_batch_size: int | None = Field(
+        None, ge=1, description="GradCache: embed and back-propagate this many rows at a time "
+        "(CachedGeckoLoss) so the batch can grow without growing activation memory. None = plain loss.")
+    unified_format: bool = Field(
+        True, description="Gecko's 'task: … | query: …' / 'title: … | text: …' formats; False = plain "
+        "concatenation (the paper's format ablation).")
+    batch_size: int = Field(32, ge=2, description="Rows per batch (in-batch negatives grow with it).")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training data.")
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (overrides epochs if > 0).")
+    learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate (AdamW).")
+    warmup_ratio: float = Field(0.1, ge=0, le=1, description="Linear warm-up, as a fraction of all steps.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "linear", description="Learning-rate schedule after warm-up.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
+    precision: Literal["fp32", "fp16", "bf16"] = Field("fp32", description="Mixed precision (GPU only).")
+    seed: int = Field(0, description="Seed for shuffling, sampling and initialisation.")
+    logging_steps: int = Field(1, ge=1, description="Write the loss to train_log.jsonl every N steps.")
+    save_steps: int = Field(500, ge=1, description="Checkpoint every N steps (for resume).")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk.")
+    keep_checkpoints: bool = Field(False, description="Keep MODEL_DIR/checkpoints after a finished run.")
+    resume: bool = Field(True, description="Resume from the latest checkpoint in MODEL_DIR/checkpoints.")
+    device: str | None = Field(None, description="Device ('cpu', 'cuda'); default: the trainer's choice.")
+    show_progress: bool = Field(True, description="Progress bar while training.")
+
+    @field_validator("matryoshka_dims")
+    @classmethod
+    def _dims(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None:
+            if any(d <= 0 for d in v):
+                raise ValueError(f"matryoshka_dims must be positive, got {v}")
+            if len(set(v)) != len(v):
+                raise ValueError(f"matryoshka_dims has duplicates: {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _weights(self) -> _TrainerSettings:
+        w, d = self.matryoshka_weights, self.matryoshka_dims
+        if w is not None and (d is None or len(w) != len(d)):
+            raise ValueError("matryoshka_weights needs matryoshka_dims of the same length "
+                             f"(got {len(w)} weights for dims {d})")
+        if self.mini_batch_size is not None and self.mini_batch_size > self.batch_size:
+            raise ValueError(f"mini_batch_size ({self.mini_batch_size}) must be <= batch_size "
+                             f"({self.batch_size})")
+        return self
+
+
+class TrainingConfig(_TrainerSettings):
+    """Fine-tuning (paper §3.3): eq. 3 + Matryoshka on FRet, optionally mixed with other sources."""
+
+    same_tower: bool = Field(True, description="Put the other in-batch queries in each query's denominator "
+                             "(same-tower negatives, eq. 3).")
+    fret_weight: float = Field(1.0, gt=0, description="Sampling weight of the FRet source in a mixture.")
+    fret_task_sampling: Literal["natural", "uniform"] = Field(
+        "natural", description="'uniform' upsamples FRet task types to equal counts (paper Table 4); "
+        "'natural' keeps the rows as generated (generation already samples task types uniformly).")
+    use_negatives: bool = Field(True, description="Use FRet's hard negatives; False trains on "
+                                "(query, positive) pairs (the paper's 'none' ablation).")
+    mix: list[MixSource] = Field(default_factory=list, description="Extra sources mixed with FRet.")
+
+
+class PrefinetuneConfig(_TrainerSettings):
+    """Pre-finetuning (paper §3.1): self-supervised pairs from a corpus, in-batch negatives only (eq. 2)."""
+
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig)
+    pair_mode: Literal["auto", "title_body", "first_sentence"] = Field(
+        "auto", description="'title_body' = (title, text); 'first_sentence' = (first sentence, rest); "
+        "'auto' = title-body where a title exists, else first sentence-rest.")
+    task: str = Field("search result", description="Dataset-level task string prepended to every query.")
+    min_words: int = Field(3, ge=1, description="Skip pairs whose query or document has fewer words.")
+    max_pairs: int | None = Field(None, ge=1, description="Use at most this many pairs.")

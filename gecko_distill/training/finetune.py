@@ -1,0 +1,80 @@
+"""Fine-tuning (paper §3.3): a FRet stage directory (+ optional mixture) → a trained model directory."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gecko_distill.embedding.loader import load_embedder
+from gecko_distill.training.config import TrainingConfig
+from gecko_distill.training.data import build_training_data
+from gecko_distill.training.loop import (
+    TrainResult,
+    build_loss,
+    is_finished,
+    recorded_dims,
+    run_trainer,
+    stage_fingerprint,
+)
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
+__all__ = ["train"]
+
+logger = logging.getLogger(__name__)
+
+
+def _file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def train(
+    data: str | Path | None,
+    out_dir: str | Path,
+    *,
+    config: TrainingConfig | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> TrainResult:
+    """Fine-tune ``config.base_model`` with eq. 3 + Matryoshka on a FRet set and write ``out_dir``.
+
+    Args:
+        data: a finished FRet stage directory (``DIR/fret``, or the run directory ``DIR``), or ``None``
+            to train on ``config.mix`` sources only.
+        out_dir: the model directory to write (``SentenceTransformer(out_dir)`` loads it). Checkpoints go
+            to ``out_dir/checkpoints``; an interrupted run resumes from the latest one.
+        config: training settings (defaults: :class:`TrainingConfig`).
+        callbacks: extra ``transformers.TrainerCallback`` objects.
+
+    Returns:
+        A :class:`TrainResult`; ``skipped=True`` when ``out_dir`` already holds a finished run of the same
+        config and data.
+    """
+    config = config or TrainingConfig()
+    out = Path(out_dir)
+    training_data = build_training_data(data, config)
+    dump = config.model_dump(mode="json")
+    inputs = {"sources": {n: s.get("fingerprint") for n, s in training_data.summary["sources"].items()},
+              "mix_files": {m.path: _file_digest(m.path) for m in config.mix}}
+    fp = stage_fingerprint(dump, inputs)
+    if is_finished(out, fp):
+        logger.info("%s already holds a finished training run with this config and data; skipping", out)
+        return TrainResult(model_dir=out, steps=0, rows=training_data.num_rows,
+                           matryoshka_dims=recorded_dims(out),
+                           first_loss=None, last_loss=None, elapsed_s=0.0, skipped=True)
+
+    model = load_embedder(config.base_model, device=config.device, max_seq_length=config.max_seq_length)
+    loss, dims = build_loss(model, config, same_tower=config.same_tower)
+    logger.info("training %s on %d rows (%s), dims %s, loss %s", config.base_model, training_data.num_rows,
+                ", ".join(f"{n}={len(d)}" for n, d in training_data.datasets.items()), dims or "full only",
+                type(loss).__name__)
+    return run_trainer(model=model, data=training_data, settings=config, loss=loss, dims=dims, out_dir=out,
+                       fp=fp, stage="train", config_dump=dump, callbacks=callbacks,
+                       same_tower=config.same_tower)

