@@ -1,8 +1,8 @@
 """Gecko's two LLM steps as ``ray.data.llm`` vLLM processors, for a GPU cluster (issue 6; docs/scaling.md).
 
-NOT RUN IN CI: it needs GPUs and ``pip install "ray[data,llm]==2.60.0" vllm``. It was checked against
-Ray 2.60's API (``vLLMEngineProcessorConfig`` + ``build_processor``; Ray 2.60 no longer exports the old
-``build_llm_processor``) but has not been run on a GPU by the project. The pipeline's own route to a GPU
+NOT RUN IN CI: it needs GPUs and ``pip install "ray[data,llm]==2.60.0" "vllm==0.33.0"``. It was checked
+against Ray 2.60's API (``vLLMEngineProcessorConfig`` + ``build_processor``; Ray 2.60 no longer exports
+the old ``build_llm_processor``) but has not been run on a GPU by the project. The pipeline's own route to a GPU
 cluster is ``executor = "ray"`` with ``llm.backend = "vllm"`` (examples/ray_vllm_cluster.toml); this
 script is the alternative when you want Ray Data's vLLM stages (continuous batching, autoscaling pools)
 and are willing to glue the stages yourself. It reuses gecko-distill's prompts and parser, so the text
@@ -18,9 +18,9 @@ the LLM sees is the same as in the pipeline.
 Scores are log-probabilities of a continuation given ``prefix + context`` from vLLM's
 ``prompt_logprobs`` (``SamplingParams(max_tokens=1, prompt_logprobs=0)``: entry i holds the actual token's
 log-prob whatever k is). The prompt is passed as token ids (``tokenized_prompt``) built from separately
-tokenized parts, so the continuation's span is exact, as in our llama.cpp backend. vLLM does NOT use its
-prefix cache for requests that ask for prompt logprobs, so the shared few-shot prefix is recomputed for
-every pair: keep scoring prefixes short, and budget one full prefill per (query, passage, label).
+tokenized parts, so the continuation's span is exact, as in gecko-distill's ``vllm`` and llama.cpp backends.
+vLLM does NOT use its prefix cache for requests that ask for prompt logprobs, so the shared few-shot prefix is
+recomputed for every pair: keep scoring prefixes short, and budget one full prefill per (query, passage, label).
 """
 
 from __future__ import annotations
@@ -107,12 +107,14 @@ def score(args: argparse.Namespace) -> None:
         ql = prompts.ql_request(row["query"], p)
         yes, no = prompts.rc_requests(row["query"], p)
         base = {"qid": row["qid"], "pid": row["pid"]}
-        return [{**base, "kind": "ql", "prefix": prompts.ql_prefix, "context": ql.context, "cont": ql.continuation},
-                {**base, "kind": "rc_yes", "prefix": prompts.rc_prefix, "context": yes.context, "cont": yes.continuation},
-                {**base, "kind": "rc_no", "prefix": prompts.rc_prefix, "context": no.context, "cont": no.continuation}]
+        return [{**base, "kind": kind, "prefix": prefix, "context": r.context, "cont": r.continuation}
+                for kind, prefix, r in (("ql", prompts.ql_prefix, ql), ("rc_yes", prompts.rc_prefix, yes),
+                                        ("rc_no", prompts.rc_prefix, no))]
 
     def pre(row: dict[str, Any]) -> dict[str, Any]:
-        head = tok(row["prefix"] + row["context"], add_special_tokens=True)["input_ids"]
+        # prefix, context and continuation tokenized separately, as gecko-distill's backends do
+        head = (tok(row["prefix"], add_special_tokens=True)["input_ids"]
+                + tok(row["context"], add_special_tokens=False)["input_ids"])
         cont = tok(row["cont"], add_special_tokens=False)["input_ids"]
         return {**{k: row[k] for k in ("qid", "pid", "kind")}, "n_cont": len(cont),
                 "tokenized_prompt": head + cont,

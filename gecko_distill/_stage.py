@@ -43,7 +43,7 @@ class LLMShardWork(Generic[T]):
 
 
 class ShardRunner(Protocol):
-    """Runs shard tasks ``(shard index, items, first index)`` somewhere; yields ``(index, rows)`` in any order."""
+    """Runs shard tasks ``(index, items, first item index)`` somewhere; yields ``(index, rows)``, any order."""
 
     def __call__(self, tasks: list[tuple[int, Sequence[Any], int]],
                  work: Callable[[Sequence[Any], int], list[dict[str, Any]]]

@@ -247,7 +247,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def decontam(
         corpus: Annotated[Path, typer.Option(help="Corpus file or folder (JSONL, Parquet, CSV, BEIR).")],
-        eval: Annotated[
+        eval_paths: Annotated[
             list[Path], typer.Option("--eval", help="Evaluation folder (repeatable); read in full.")
         ],
         queries: Annotated[
@@ -279,25 +279,16 @@ def register(app: typer.Typer) -> None:
         from gecko_distill.config import CorpusConfig
         from gecko_distill.corpus import read_corpus
         from gecko_distill.evaluation.data import load_eval_set
-        from gecko_distill.evaluation.decontam import (
-            DEFAULT_DROP_FIELDS,
-            decontaminate_passages,
-            measure_overlap,
-        )
+        from gecko_distill.evaluation.decontam import DEFAULT_DROP_FIELDS, decontaminate_passages
 
         try:
             passages, _ = read_corpus(CorpusConfig(path=str(corpus), min_chars=1, dedup=False))
-            sets = [load_eval_set(p) for p in eval]
+            sets = [load_eval_set(p) for p in eval_paths]
             qs = [str(r["query"]) for r in read_jsonl(queries) if r.get("query")] if queries else []
             fields = (*DEFAULT_DROP_FIELDS, "document") if drop_documents else DEFAULT_DROP_FIELDS
             kept, rep = decontaminate_passages(
-                passages, sets, drop_fields=fields, n=ngram, min_words=min_words
+                passages, sets, queries=qs, drop_fields=fields, n=ngram, min_words=min_words
             )
-            if qs:
-                rep.query_hits = measure_overlap(
-                    [], sets, queries=qs, n=ngram, min_words=min_words
-                ).query_hits
-                rep.n_queries = len(qs)
         except GeckoDistillError as e:
             _fail(e)
         s = rep.summary()

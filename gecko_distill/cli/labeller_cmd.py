@@ -206,8 +206,8 @@ def _seed_check(cfg: PipelineConfig, corpus: str | None, generated: Path, sample
     console.print(t)
     for w in plan["warnings"]:
         console.print(f"[bold yellow]warning:[/] {escape(w)}")
-    configured = cfg.mining.fusion
-    checks = {c["name"]: c for c in plan["checks"]}
-    if configured in checks:
-        return checks[configured]["verdict"] == "dropped"
-    return bool(plan["weights"]) is False
+    # Worse = the configured fusion relies on a signal that ranks the seed lower than the retriever does
+    # (auto handles that itself, so it is never "worse").
+    dropped = {c["name"] for c in plan["checks"] if c["verdict"] == "dropped"}
+    used = {"rrf": set(cfg.mining.scorers), "auto": set()}.get(cfg.mining.fusion, {cfg.mining.fusion})
+    return bool(used & dropped)

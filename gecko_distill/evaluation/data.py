@@ -338,9 +338,13 @@ def _read_labelled(folder: Path, split: str | None, name: str, kind: TaskKind) -
             raise InputError(
                 f"{folder}: classification needs train.jsonl (the logistic regression's training data)"
             )
-        split = _pick_split(
-            folder, [s for s in available if s != "train"] or ["train"], split, "classification"
-        )
+        others = [s for s in available if s != "train"]
+        if not others or split == "train":
+            raise InputError(
+                f"{folder}: classification is scored on a split other than train.jsonl (e.g. test.jsonl); "
+                "to use the labels of train.jsonl alone, evaluate it as clustering (--task-type clustering)"
+            )
+        split = _pick_split(folder, others, split, "classification")
     else:
         split = _pick_split(folder, available, split, "clustering")
     texts, labels = _read_labelled_file(folder / f"{split}.jsonl")

@@ -25,6 +25,7 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gecko_distill.corpus.normalize import normalize_text
@@ -271,8 +272,9 @@ def measure_overlap(
 
 def decontaminate_passages(
     passages: Sequence[Any],
-    eval_sets: Sequence[EvalSet | str],
+    eval_sets: Sequence[EvalSet | str | Path],
     *,
+    queries: Sequence[str] = (),
     drop_fields: Sequence[str] = DEFAULT_DROP_FIELDS,
     n: int = 13,
     min_words: int = 8,
@@ -282,6 +284,7 @@ def decontaminate_passages(
     Args:
         passages: ``Passage`` records (or dicts with ``id`` and ``text``).
         eval_sets: Loaded sets or evaluation folders (read in full, kind auto-detected).
+        queries: Generated queries to check as well (reported, never dropped here).
         drop_fields: Evaluation fields whose hits drop a passage (``query``, ``document``, ``sentence``,
             ``text``); by default all but retrieval ``document`` (see the module docstring).
         n: n-gram length of the near-duplicate test.
@@ -292,8 +295,8 @@ def decontaminate_passages(
     """
     from gecko_distill.evaluation.data import load_eval_set
 
-    sets = [load_eval_set(s) if isinstance(s, str) else s for s in eval_sets]
-    report = measure_overlap(passages, sets, n=n, min_words=min_words)
+    sets = [load_eval_set(s) if isinstance(s, (str, Path)) else s for s in eval_sets]
+    report = measure_overlap(passages, sets, queries=queries, n=n, min_words=min_words)
     report.drop_fields = tuple(drop_fields)
     drop = {pid for pid, hits in report.passage_hits.items() if any(h.field in drop_fields for h in hits)}
     kept = [p for p in passages if _passage_fields(p)[0] not in drop]

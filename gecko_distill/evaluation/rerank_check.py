@@ -240,7 +240,7 @@ def _auto_crossfit(queries: Sequence[RerankQuery], scores: Sequence[Mapping[str,
         for i in apply_idx:
             ranks = {n: rank(scores[i][n]) for n in scores[i]}
             # No seed in an evaluation set: the fallback keeps the first stage's order (seed index 0 = its top-1).
-            orders[i] = plan.order(ranks, 0, tie_scores=scores[i].get("ql"), k=k)[1]
+            orders[i] = plan.order(ranks, 0, len(queries[i].doc_ids), tie_scores=scores[i].get("ql"), k=k)[1]
     return orders, plans
 
 

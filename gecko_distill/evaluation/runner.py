@@ -218,8 +218,15 @@ def evaluate(
         }
         for s in sets:
             t_set = time.time()
-            logger.info("evaluating %s (%s) on %s [%s, %d items] at dims %s", label, name, s.name, s.kind,
-                        s.size, model_dims)
+            logger.info(
+                "evaluating %s (%s) on %s [%s, %d items] at dims %s",
+                label,
+                name,
+                s.name,
+                s.kind,
+                s.size,
+                model_dims,
+            )
             for d in model_dims:
                 records.append(
                     _run_one(encoder, factories[(s.name, modes[label])], s, label, name, d, cfg, out)
@@ -303,8 +310,15 @@ def _run_one(
         notes=tuple(s.notes),
         seconds=round(time.time() - t0, 2),
     )
-    logger.info("  %s %s dim %d: %s = %.4f (%.1fs)", label, s.name, dim, rec.main_score_name, rec.main_score,
-                rec.seconds)
+    logger.info(
+        "  %s %s dim %d: %s = %.4f (%.1fs)",
+        label,
+        s.name,
+        dim,
+        rec.main_score_name,
+        rec.main_score,
+        rec.seconds,
+    )
     if out is not None:
         folder = out / "mteb" / f"{label}-dim{dim}"
         folder.mkdir(parents=True, exist_ok=True)

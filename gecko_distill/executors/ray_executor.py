@@ -72,14 +72,15 @@ def worker_llm_config(llm: LLMConfig, cfg: RayConfig) -> LLMConfig:
 class _LLMActor:
     """One Ray Data actor: loads a backend once, then runs the stage's LLM call on each shard's payload."""
 
-    def __init__(self, llm_config: dict[str, Any], call: Callable[[Any, Any], Any], expected_fingerprint: str):
+    def __init__(self, llm_config: dict[str, Any], call: Callable[[Any, Any], Any],
+                 expected_fingerprint: str) -> None:
         from gecko_distill.config import LLMConfig
         from gecko_distill.llm import load_llm
 
         self.llm = load_llm(LLMConfig.model_validate(llm_config))
         if self.llm.fingerprint != expected_fingerprint:
-            raise BackendError(f"Ray worker on {os.uname().nodename} loaded {self.llm.fingerprint!r}, but the "
-                               f"driver uses {expected_fingerprint!r}: give every node the same model file")
+            raise BackendError(f"Ray worker on {os.uname().nodename} loaded {self.llm.fingerprint!r}, but "
+                               f"the driver uses {expected_fingerprint!r}: give every node the same model")
         self.call = call
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +98,8 @@ class RayShardRunner:
         self.cfg = cfg
 
     def __call__(self, tasks: list[tuple[int, Sequence[Any], int]],
-                 work: Callable[[Sequence[Any], int], list[dict[str, Any]]]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+                 work: Callable[[Sequence[Any], int], list[dict[str, Any]]],
+                 ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         if not isinstance(work, LLMShardWork):
             raise TypeError("the Ray executor runs LLM stages only (work must be an LLMShardWork)")
         if not tasks:
@@ -112,9 +114,10 @@ class RayShardRunner:
         import ray.data
 
         ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False  # the stage's own progress bar counts rows as shards land
+        bars, ctx.enable_progress_bars = ctx.enable_progress_bars, False  # the stage's own bar counts rows
         by_shard = {i: (batch, start) for i, batch, start in tasks}
-        items = [{"shard": i, "payload": pickle.dumps(work.request(batch, start), protocol=pickle.HIGHEST_PROTOCOL)}
+        dump = pickle.HIGHEST_PROTOCOL
+        items = [{"shard": i, "payload": pickle.dumps(work.request(batch, start), protocol=dump)}
                  for i, batch, start in tasks]
         ds = ray.data.from_items(items, override_num_blocks=len(items))  # one shard per block: fine-grained
         ds = ds.map_batches(
@@ -129,8 +132,8 @@ class RayShardRunner:
                 "expected_fingerprint": work.llm.fingerprint,
             },
         )
-        logger.info("ray: %d shards on %d actors (%s CPU, %s GPU each)", len(items),
-                    min(self.cfg.num_workers, len(items)), self.cfg.num_cpus_per_worker, self.cfg.num_gpus_per_worker)
+        logger.info("ray: %d shards on %d actors (%s CPU, %s GPU each)", len(items), min(self.cfg.num_workers,
+                    len(items)), self.cfg.num_cpus_per_worker, self.cfg.num_gpus_per_worker)
         try:
             for row in ds.iter_rows():
                 i = int(row["shard"])
@@ -144,6 +147,8 @@ class RayShardRunner:
                 raise cause from e
             raise BackendError(f"a Ray worker failed ({type(e).__name__}: {_first_line(e)}); finished shards "
                                "are kept, rerun the same command to resume") from e
+        finally:
+            ctx.enable_progress_bars = bars
 
 
 def _gecko_cause(e: BaseException) -> GeckoDistillError | None:

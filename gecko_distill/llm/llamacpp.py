@@ -7,9 +7,10 @@ How ``loglik`` avoids wasted work (issue 5; measured numbers in docs/performance
    the item's cells are removed afterwards. Up to ``max_prefixes`` prefixes are kept as KV snapshots, so
    alternating query-likelihood / relevance / generation prompts restore theirs (a memcpy) instead of
    decoding it again.
-2. **Shared contexts.** Requests with the same context (a relevance prompt scored with " Yes" and " No",
-   several queries for one passage) decode the context once; each continuation then branches from it, and
-   one-token continuations need no extra pass at all.
+2. **Shared contexts.** Requests with the same context (a passage scored for query likelihood and for
+   relevance: " query", " query Relevant: Yes", " query Relevant: No"; or one passage with several
+   queries) decode the context once and walk the token trie of their continuations: common tokens are
+   decoded once, only the differing tails branch off, and one-token tails (the labels) cost no extra pass.
 3. **Only needed logits.** Only positions that predict a continuation token produce logits; only the target
    ids are read, with a float32 log-sum-exp over the vocabulary row (Gemma: 262k entries).
 
@@ -43,7 +44,7 @@ import numpy as np
 from gecko_distill.errors import BackendError, BackendUnavailable
 from gecko_distill.llm.base import GenerationParams, LoglikRequest, LoglikResult
 from gecko_distill.llm.llamacpp_engine import TILE_ROWS, LlamaEngine, log_softmax_at
-from gecko_distill.llm.model_files import file_identity, resolve_model_source
+from gecko_distill.llm.model_files import download_gguf, file_identity, resolve_model_source
 
 if TYPE_CHECKING:
     from gecko_distill.config import LLMConfig
@@ -52,7 +53,8 @@ __all__ = ["LlamaCppBackend"]
 
 logger = logging.getLogger(__name__)
 
-_PREFIX, _ITEM, _BRANCH = 0, 1, 2  # sequence ids
+_PREFIX, _ITEM = 0, 1  # sequence ids: the prefix, then one per depth of the continuation trie
+_MAX_DEPTH = 12  # deeper tries are scored one continuation per branch
 
 
 @dataclass
@@ -83,12 +85,13 @@ class LlamaCppBackend:
         self.reuse_prefix = reuse_prefix
         self.max_prefixes = max(1, max_prefixes)
         kv_size = -(-(n_ctx + 2 * TILE_ROWS) // 256) * 256  # one window + the padding rows
-        self._engine = LlamaEngine(self.path, kv_size=kv_size, n_batch=n_batch, n_seq=4,
+        self._engine = LlamaEngine(self.path, kv_size=kv_size, n_batch=n_batch, n_seq=_ITEM + _MAX_DEPTH + 2,
                                    n_threads=n_threads, n_gpu_layers=n_gpu_layers)
         self._prefixes: OrderedDict[tuple[int, ...], _Prefix] = OrderedDict()  # LRU of snapshots
         self._active: tuple[int, ...] | None = None  # the prefix now in sequence 0
         self._lock = threading.Lock()
-        self._fingerprint = f"llamacpp:{file_identity(self.path)}"
+        # llama.cpp's kernels (and so the last digits of a score) change between releases: part of the identity
+        self._fingerprint = f"llamacpp:{file_identity(self.path)}:{self._engine.version}"
         logger.info("llama.cpp backend: %s (kv=%d cells, %d threads)", self.path.name,
                     self._engine.kv_size, self._engine.n_threads)
 
@@ -97,14 +100,14 @@ class LlamaCppBackend:
         src = resolve_model_source(cfg.model, cfg.model_file)
         if src.kind == "folder":
             ggufs = sorted(p.name for p in src.path.glob("*.gguf"))
-            raise BackendUnavailable(f"{src.path} is a folder: set llm.model_file to the GGUF inside it"
-                                     + (f" (found: {', '.join(ggufs[:5])})" if ggufs else " (no .gguf files there)"))
+            found = f" (found: {', '.join(ggufs[:5])})" if ggufs else " (no .gguf files there)"
+            raise BackendUnavailable(f"{src.path} is a folder: set llm.model_file to the GGUF inside it{found}")
         path = src.path
         if src.kind == "hub":
             if not src.filename:
                 raise BackendUnavailable(f"llm.model {cfg.model!r} is a hub repo: set llm.model_file to the "
                                          "GGUF file name in it (e.g. 'gemma-3-270m-Q4_K_M.gguf')")
-            path = _download_gguf(src.repo, src.filename)
+            path = download_gguf(src.repo, src.filename)
         return cls(path, n_ctx=cfg.n_ctx, n_batch=cfg.n_batch, n_threads=cfg.n_threads)
 
     @property
@@ -190,9 +193,10 @@ class LlamaCppBackend:
                     ctx = ctx_tokens[r.context] = tuple(eng.tokenize(r.context))
                 total = len(ptoks) + len(ctx) + len(cont)
                 if total > self.n_ctx:
-                    raise BackendError(f"loglik request {i} needs {total} tokens (prefix {len(ptoks)} + context "
-                                       f"{len(ctx)} + continuation {len(cont)}) > llm.n_ctx={self.n_ctx}; "
-                                       "raise llm.n_ctx or cut passages shorter (max_passage_words)")
+                    raise BackendError(
+                        f"loglik request {i} needs {total} tokens (prefix {len(ptoks)} + context {len(ctx)} + "
+                        f"continuation {len(cont)}) > llm.n_ctx={self.n_ctx}; raise llm.n_ctx or cut passages "
+                        "shorter (max_passage_words)")
                 groups.setdefault(ctx, []).append((i, cont))
             if self.reuse_prefix:
                 self._loglik_shared(ptoks, groups, scores)
@@ -201,7 +205,7 @@ class LlamaCppBackend:
         return [LoglikResult(float(s), n) for s, n in zip(scores, counts, strict=True)]
 
     def _loglik_plain(self, ptoks, groups, scores) -> None:
-        """Reference path: each request from an empty cache, prefix + context + continuation in one sequence."""
+        """Reference path: each request from an empty cache, prefix + context + continuation in one go."""
         eng = self._engine
         self._active = None
         for ctx, items in groups.items():
@@ -216,36 +220,60 @@ class LlamaCppBackend:
     def _loglik_shared(self, ptoks, groups, scores) -> None:
         eng = self._engine
         pre = self._ensure_prefix(ptoks)
-        p = pre.n_tokens
         for ctx, items in groups.items():
-            c = len(ctx)
             try:
-                if len(items) == 1:  # one continuation: context + continuation in a single sequence
-                    req, cont = items[0]
-                    full = list(ctx) + cont
-                    if c == 0:
-                        scores[req] += log_softmax_at(pre.last_row, [cont[0]])[0]
-                    if len(full) > 1:
-                        self._decode(_PREFIX, _ITEM, p, full[:-1],
-                                     {j: [(req, full[j + 1])] for j in range(max(c - 1, 0), len(full) - 1)}, scores)
-                    continue
-                firsts = [(r, t[0]) for r, t in items]
-                parent = _PREFIX
-                if c:  # decode the shared context once; its last logits score every first token
-                    self._decode(_PREFIX, _ITEM, p, list(ctx), {c - 1: firsts}, scores)
-                    parent = _ITEM
-                else:
-                    for (req, _), lp in zip(firsts, log_softmax_at(pre.last_row, [t for _, t in firsts]),
-                                            strict=True):
-                        scores[req] += lp
-                for req, cont in items:
-                    if len(cont) > 1:
-                        self._decode(parent, _BRANCH, p + c, cont[:-1],
-                                     {j: [(req, cont[j + 1])] for j in range(len(cont) - 1)}, scores)
-                        eng.seq_rm(_BRANCH)
+                self._node(pre, _PREFIX, 0, pre.n_tokens, list(ctx), [], items, scores)
             finally:
-                eng.seq_rm(_BRANCH)
-                eng.seq_rm(_ITEM)
+                for depth in range(_MAX_DEPTH + 1):
+                    eng.seq_rm(_ITEM + depth)
+
+    def _node(self, pre: _Prefix, parent: int, depth: int, start: int, lead: list[int], members: list[int],
+              rests: list[tuple[int, list[int]]], scores: np.ndarray) -> None:
+        """Decode ``lead`` once in sequence ``_ITEM + depth`` (a branch of ``parent`` at ``start``), then the
+        token trie of the continuations that follow it, one branch per point where they differ.
+
+        At the root ``lead`` is the context and ``members`` is empty; below, ``lead`` is the common run of
+        tokens of a group of continuations (``members``), whose first token the parent already scored.
+        ``rests`` are the continuations' tokens after ``lead``; their first tokens are scored from the
+        logits after ``lead`` (after the prefix when ``lead`` is empty). For the scorers' requests on one
+        passage -- " q", " q Relevant: Yes", " q Relevant: No" -- this is a single pass with no branch.
+        """
+        targets: dict[int, list[tuple[int, int]]] = {}
+        for k in range(1, len(lead) if members else 0):  # lead[k] is predicted by the logits after lead[k-1]
+            targets[k - 1] = [(req, lead[k]) for req in members]
+        lead = list(lead)
+        while rests and len({t[0] for _, t in rests}) == 1:
+            # one way on: the run all rests share joins this sequence (no branch); e.g. the query shared by
+            # QL and RC, then "\nRelevant:" shared by the two labels once QL has ended
+            m = _common_run([t for _, t in rests])
+            for req, t in rests:
+                for k in range(m):
+                    targets.setdefault(len(lead) + k - 1, []).append((req, t[k]))
+            lead += rests[0][1][:m]
+            rests = [(req, t[m:]) for req, t in rests if len(t) > m]
+        for req, t in rests:
+            targets.setdefault(len(lead) - 1, []).append((req, t[0]))
+        first = targets.pop(-1, None)  # only at a root with an empty context
+        if first:
+            for (req, _), lp in zip(first, log_softmax_at(pre.last_row, [t for _, t in first]), strict=True):
+                scores[req] += lp
+        n = len(lead) if rests else len(lead) - 1  # the last token's logits are needed only by rests
+        here = parent
+        if n > 0:
+            self._decode(parent, _ITEM + depth, start, lead[:n], targets, scores)
+            here = _ITEM + depth
+        parts: dict[int, list[tuple[int, list[int]]]] = {}
+        for req, t in rests:
+            parts.setdefault(t[0], []).append((req, t))
+        for part in parts.values():
+            for group in ([part] if depth + 1 < _MAX_DEPTH else [[x] for x in part]):
+                toks = [t for _, t in group]
+                m = _common_run(toks)
+                sub = [(req, t[m:]) for req, t in group if len(t) > m]
+                if m > 1 or sub:
+                    owners = [r for r, _ in group]
+                    self._node(pre, here, depth + 1, start + len(lead), toks[0][:m], owners, sub, scores)
+                    self._engine.seq_rm(_ITEM + depth + 1)
 
     # --- generate -----------------------------------------------------------------------------
     def generate(
@@ -261,8 +289,9 @@ class LlamaCppBackend:
         eng = self._engine
         toks = eng.tokenize(prompt)
         if pre.n_tokens + len(toks) + params.max_tokens > self.n_ctx:
-            raise BackendError(f"prefix ({pre.n_tokens}) + prompt ({len(toks)}) + max_tokens ({params.max_tokens}) "
-                               f"tokens exceed llm.n_ctx={self.n_ctx}; raise llm.n_ctx or shorten the prompt")
+            raise BackendError(f"prefix ({pre.n_tokens}) + prompt ({len(toks)}) + max_tokens "
+                               f"({params.max_tokens}) tokens exceed llm.n_ctx={self.n_ctx}; raise llm.n_ctx or "
+                               "shorten the prompt")
         # Seeded per prompt, so an output does not depend on the other prompts of the call.
         rng = np.random.default_rng([params.seed, zlib.crc32(prompt.encode("utf-8"))])
         out: list[int] = []
@@ -299,6 +328,14 @@ class LlamaCppBackend:
         return text
 
 
+def _common_run(seqs: list[list[int]]) -> int:
+    """Length of the longest common leading run of non-empty token lists."""
+    m = 0
+    while all(len(t) > m for t in seqs) and len({t[m] for t in seqs}) == 1:
+        m += 1
+    return m
+
+
 def _sample(row: np.ndarray, params: GenerationParams, rng: np.random.Generator) -> int:
     """Greedy at temperature 0; else temperature sampling, with top-p over the 1024 most likely tokens."""
     if params.temperature <= 0:
@@ -315,16 +352,3 @@ def _sample(row: np.ndarray, params: GenerationParams, rng: np.random.Generator)
     keep = int(np.searchsorted(np.cumsum(p), params.top_p)) + 1
     top, p = top[:keep], p[:keep] / p[:keep].sum()
     return int(top[rng.choice(len(top), p=p)])
-
-
-def _download_gguf(repo: str, filename: str) -> Path:
-    """Fetch a GGUF from the Hugging Face hub (what ``Llama.from_pretrained`` does); needs network access."""
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError as e:  # pragma: no cover
-        raise BackendUnavailable("downloading a hub GGUF needs: pip install huggingface_hub") from e
-    try:
-        return Path(hf_hub_download(repo_id=repo, filename=filename))
-    except Exception as e:  # noqa: BLE001 - hub errors come in many types; all mean the same to the user
-        raise BackendUnavailable(f"could not fetch {filename!r} from hub repo {repo!r} ({type(e).__name__}: {e}); "
-                                 "download it yourself and set llm.model to the local .gguf path") from e

@@ -100,7 +100,7 @@ class LlamaEngine:
         model = lc.llama_model_load_from_file(str(path).encode("utf-8"), mparams)
         if not model:
             raise BackendUnavailable(f"llama.cpp could not load {path}: is it a valid GGUF file for this "
-                                     "llama-cpp-python version? (set logging to DEBUG for llama.cpp's reason)")
+                                     "llama-cpp-python version? (logging at DEBUG shows llama.cpp's reason)")
         n_seq = min(n_seq, lc.llama_max_parallel_sequences())
         threads = n_threads or os.cpu_count() or 1
         cparams = lc.llama_context_default_params()
@@ -117,8 +117,8 @@ class LlamaEngine:
         ctx = lc.llama_init_from_model(model, cparams)
         if not ctx:
             lc.llama_model_free(model)
-            raise BackendUnavailable(f"llama.cpp could not create a context (kv_size={kv_size}, n_seq={n_seq}); "
-                                     "lower llm.n_ctx or llm.n_batch")
+            raise BackendUnavailable(f"llama.cpp could not create a context (kv_size={kv_size}, "
+                                     f"n_seq={n_seq}); lower llm.n_ctx or llm.n_batch")
         self.model, self.ctx = model, ctx
         self.vocab = lc.llama_model_get_vocab(model)
         self.mem = lc.llama_get_memory(ctx)
@@ -128,6 +128,7 @@ class LlamaEngine:
         self.n_seq = n_seq - 1  # sequence ids callers may use; the last one is the padding scratch
         self._scratch = n_seq - 1
         self.n_threads = threads
+        self.version = f"llama-cpp-python={getattr(lc, '__version__', '?')}"
         self.bos = lc.llama_vocab_bos(self.vocab)
         self.eos = lc.llama_vocab_eos(self.vocab)
         self.add_bos = bool(lc.llama_vocab_get_add_bos(self.vocab))

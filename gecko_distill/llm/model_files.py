@@ -16,7 +16,7 @@ from pathlib import Path
 from gecko_distill.errors import BackendUnavailable
 from gecko_distill.llm.packaged import resolve_packaged_llm
 
-__all__ = ["ModelSource", "file_identity", "resolve_model_source"]
+__all__ = ["ModelSource", "download_gguf", "file_identity", "resolve_model_source"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +62,16 @@ def file_identity(path: Path, chunk: int = 1 << 20) -> str:
             f.seek(max(size - chunk, chunk))
             h.update(f.read(chunk))
     return f"{path.name}:{size}:{h.hexdigest()[:12]}"
+
+
+def download_gguf(repo: str, filename: str) -> Path:
+    """Fetch one GGUF file from the Hugging Face hub (what ``Llama.from_pretrained`` does); needs network."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as e:  # pragma: no cover - a dependency of transformers
+        raise BackendUnavailable("downloading a hub GGUF needs: pip install huggingface_hub") from e
+    try:
+        return Path(hf_hub_download(repo_id=repo, filename=filename))
+    except Exception as e:  # noqa: BLE001 - hub errors come in many types; all mean the same to the user
+        raise BackendUnavailable(f"could not fetch {filename!r} from hub repo {repo!r} ({type(e).__name__}: "
+                                 f"{e}); download it yourself and set llm.model to the local .gguf path") from e

@@ -1,9 +1,12 @@
 """OpenAI-compatible HTTP backend (vLLM server, llama.cpp server, Ollama, hosted APIs).
 
-- ``generate`` → ``POST {base_url}/completions`` (prefix + prompt as one prompt).
+- ``generate`` → ``POST {base_url}/completions`` (prefix + prompt as one prompt), or, with
+  ``chat=True``, ``POST {base_url}/chat/completions`` (prefix as the system message, prompt as the user's).
 - ``loglik`` → ``POST {base_url}/completions`` with ``echo=true, logprobs=1, max_tokens=1``: the server
   returns the prompt's tokens with their log-probs and text offsets; we sum those that fall inside the
-  continuation. Servers that do not return prompt log-probs raise :class:`LoglikUnsupported`.
+  continuation. vLLM servers also get ``prompt_logprobs=1`` and answer with per-token dicts, which are used
+  when the echo fields are missing. Servers that return neither raise :class:`LoglikUnsupported`. Chat
+  endpoints cannot score a given continuation, so loglik always uses ``/completions``.
 
 Failure handling: 429, 5xx, timeouts, dropped connections and malformed JSON are retried with exponential
 backoff and jitter, capped at ``max_retries`` attempts and 30 s per wait; ``Retry-After`` is honoured.
@@ -42,10 +45,11 @@ class OpenAIBackend:
     """An OpenAI-compatible completions endpoint. ``transport`` lets tests inject an httpx transport."""
 
     def __init__(self, *, base_url: str, model: str, api_key: str | None = None, max_concurrency: int = 4,
-                 timeout_s: float = 60.0, max_retries: int = 5, backoff_s: float = 0.5,
+                 timeout_s: float = 60.0, max_retries: int = 5, backoff_s: float = 0.5, chat: bool = False,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
+        self.chat = chat
         self.max_concurrency = max_concurrency
         self.max_retries = max_retries
         self.backoff_s = backoff_s
@@ -68,7 +72,11 @@ class OpenAIBackend:
                    timeout_s=cfg.timeout_s, max_retries=cfg.max_retries)
 
     def __repr__(self) -> str:  # never show the key
-        return f"OpenAIBackend(base_url={self.base_url!r}, model={self.model!r})"
+        return f"OpenAIBackend(base_url={self.base_url!r}, model={self.model!r}, chat={self.chat})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError("OpenAIBackend is not picklable (it holds a connection pool and an API key); "
+                        "build one per worker with OpenAIBackend.from_config")
 
     @property
     def fingerprint(self) -> str:
@@ -109,9 +117,9 @@ class OpenAIBackend:
                 logger.warning("%s%s: %s; retry %d/%d in %.1f s", self.base_url, path, last, attempt + 1,
                                self.max_retries, wait)
                 time.sleep(wait)
-        raise BackendError(f"{self.base_url}{path}: gave up after {self.max_retries + 1} attempts (last: {last}). "
-                           "Finished rows are kept; rerun the same command to resume once the server is healthy, "
-                           "or lower llm.max_concurrency / raise llm.max_retries and llm.timeout_s.")
+        raise BackendError(f"{self.base_url}{path}: gave up after {self.max_retries + 1} attempts (last: "
+                           f"{last}). Finished rows are kept; rerun the same command to resume once the server "
+                           "is healthy, or lower llm.max_concurrency / raise llm.max_retries and llm.timeout_s.")
 
     def _map(self, fn: Any, items: Sequence[Any]) -> list[Any]:
         if len(items) <= 1 or self.max_concurrency == 1:
@@ -123,16 +131,24 @@ class OpenAIBackend:
     def generate(self, prompts: Sequence[str], *, prefix: str = "",
                  params: GenerationParams = GenerationParams()) -> list[str]:
         def one(p: str) -> str:
-            body = {"model": self.model, "prompt": prefix + p, "max_tokens": params.max_tokens,
-                    "temperature": params.temperature, "top_p": params.top_p, "seed": params.seed}
+            body: dict[str, Any] = {"model": self.model, "max_tokens": params.max_tokens, "seed": params.seed,
+                                    "temperature": params.temperature, "top_p": params.top_p}
             if params.stop:
                 body["stop"] = list(params.stop)[:4]  # the OpenAI API accepts at most 4 stop strings
-            data = self._post("/completions", body)
+            if self.chat:
+                system = [{"role": "system", "content": prefix}] if prefix else []
+                path, body["messages"] = "/chat/completions", [*system, {"role": "user", "content": p}]
+            else:
+                path, body["prompt"] = "/completions", prefix + p
+            data = self._post(path, body)
             try:
-                return str(data["choices"][0]["text"])
+                choice = data["choices"][0]
+                text = str(choice["message"]["content"] if self.chat else choice["text"])
             except (KeyError, IndexError, TypeError):
-                raise BackendError(f"{self.base_url}/completions: unexpected response shape "
-                                   f"(keys: {sorted(data) if isinstance(data, dict) else type(data).__name__})") from None
+                shape = sorted(data) if isinstance(data, dict) else type(data).__name__
+                raise BackendError(f"{self.base_url}{path}: unexpected response shape (keys: {shape})") from None
+            cut = min((text.find(x) for x in params.stop if x and x in text), default=-1)  # also stops 5+
+            return text[:cut] if cut >= 0 else text
 
         return self._map(one, list(prompts))
 
@@ -141,22 +157,21 @@ class OpenAIBackend:
             head = prefix + req.context
             full = head + req.continuation
             data = self._post("/completions", {"model": self.model, "prompt": full, "max_tokens": 1,
-                                               "temperature": 0.0, "echo": True, "logprobs": 1})
-            try:
-                lp = data["choices"][0]["logprobs"]
-                tokens, token_lps, offsets = lp["tokens"], lp["token_logprobs"], lp["text_offset"]
-            except (KeyError, IndexError, TypeError):
+                                               "temperature": 0.0, "echo": True, "logprobs": 1,
+                                               "prompt_logprobs": 1})
+            tokens = _prompt_token_logprobs(data, len(full))
+            if tokens is None:
                 raise LoglikUnsupported(
-                    f"{self.base_url} did not return prompt log-probs (echo + logprobs). Use a server that "
-                    "supports them (vLLM, llama.cpp server) or the llamacpp/transformers/vllm backends.") from None
+                    f"{self.base_url} did not return prompt log-probs (echo + logprobs, or prompt_logprobs). "
+                    "Use a server that supports them (vLLM, llama.cpp server) or the llamacpp, transformers or "
+                    "vllm backends.")
             total, n = 0.0, 0
-            for tok, lpv, off in zip(tokens, token_lps, offsets, strict=False):
+            for off, lpv in tokens:
                 # Tokens that start inside the continuation (and inside the prompt: echo also returns
                 # the generated token after it, which we ignore).
                 if len(head) <= off < len(full) and lpv is not None:
                     total += float(lpv)
                     n += 1
-                del tok
             if n == 0:
                 raise LoglikUnsupported(f"{self.base_url}: no prompt log-probs inside the continuation")
             return LoglikResult(total, n)
@@ -165,3 +180,40 @@ class OpenAIBackend:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _prompt_token_logprobs(data: Any, prompt_len: int) -> list[tuple[int, float | None]] | None:
+    """``[(text offset, log-prob)]`` of the echoed prompt tokens, from either response shape, or None.
+
+    OpenAI-style echo: ``choices[0].logprobs.{token_logprobs, text_offset}``. vLLM's ``prompt_logprobs``:
+    one ``{token_id: {logprob, rank, decoded_token}}`` per prompt token (``None`` for the first). With
+    ``prompt_logprobs=1`` a dict holds the prompt token and, when that was not the argmax, the top-1 (rank
+    1) too. Offsets are rebuilt backwards from the end of the prompt with the decoded tokens' lengths, so
+    an unknown first token (or a BOS) does not shift the continuation.
+    """
+    try:
+        choice = data["choices"][0]
+    except (KeyError, IndexError, TypeError):
+        return None
+    if not isinstance(choice, dict):
+        return None
+    lp = choice.get("logprobs")
+    if isinstance(lp, dict) and all(isinstance(lp.get(k), list) for k in ("token_logprobs", "text_offset")):
+        return list(zip(lp["text_offset"], lp["token_logprobs"], strict=False))
+    plp = choice.get("prompt_logprobs")
+    if not isinstance(plp, list) or not plp:
+        return None
+    out: list[tuple[int, float | None]] = []
+    end = prompt_len
+    try:
+        for entry in reversed(plp):
+            if not entry:
+                out.append((max(end - 1, 0), None))
+                continue
+            cands = list(entry.values())
+            actual = cands[0] if len(cands) == 1 else next(c for c in cands if c.get("rank") != 1)
+            end -= len(actual.get("decoded_token") or "")
+            out.append((end, float(actual["logprob"])))
+    except (AttributeError, KeyError, TypeError, ValueError, StopIteration):
+        return None
+    return out[::-1]

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
 from gecko_distill._stage import LLMShardWork, ShardRunner, run_shards
-from gecko_distill.artifacts import StageDir, atomic_write_bytes, fingerprint
+from gecko_distill.artifacts import StageDir, fingerprint
 from gecko_distill.config import MiningConfig
 from gecko_distill.corpus.normalize import truncate_words
 from gecko_distill.embedding.loader import embedder_id
@@ -29,7 +28,8 @@ from gecko_distill.errors import InputError
 from gecko_distill.llm.base import LLMBackend
 from gecko_distill.mining.auto_fusion import plan_for_mining
 from gecko_distill.mining.fusion import fuse, rank
-from gecko_distill.mining.neighbours import encode_texts, force_seed, search
+from gecko_distill.mining.corpus_embeddings import encode_corpus_streaming
+from gecko_distill.mining.neighbours import encode_texts, force_seed
 from gecko_distill.mining.scoring import score_candidates
 from gecko_distill.mining.selection import select
 from gecko_distill.prompts import PromptSet, load_prompts
@@ -77,24 +77,6 @@ def fret_row(tq: TaskQuery, pos: Passage, neg: Passage, **audit: Any) -> dict[st
     }
 
 
-def _passage_embeddings(stage: StageDir, embedder: SentenceTransformer, passages: Sequence[Passage],
-                        batch_size: int, progress: bool) -> np.ndarray:
-    """Encode the corpus once per (model, corpus); cached as .npy in the stage dir for resumes."""
-    key = fingerprint([embedder_id(embedder), [(p.id, p.title, p.text) for p in passages]])
-    path = stage.path / f"passages-{key}.npy"
-    if path.exists():
-        return np.load(path)
-    texts = [format_document(p.text, p.title) for p in passages]
-    logger.info("encoding %d passages with the seed embedder", len(texts))
-    emb = encode_texts(embedder, texts, batch_size=batch_size, show_progress=progress)
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, emb)
-    atomic_write_bytes(path, buf.getvalue())
-    return emb
-
-
 def mine(
     queries: Sequence[TaskQuery],
     passages: Sequence[Passage],
@@ -139,13 +121,18 @@ def mine(
         raise InputError("mining needs at least two passages in the corpus")
 
     # Step 2: neighbours. Cheap relative to LLM scoring, so recomputed on resume (deterministic).
-    p_emb = _passage_embeddings(stage, embedder, passages, embed_batch_size, progress)
+    # Streamed in shards (cached under the stage dir, resumable) into an index chosen by corpus size:
+    # memory stays flat as the corpus grows (bench/scale.py).
+    corpus = encode_corpus_streaming(
+        embedder, (format_document(p.text, p.title) for p in passages), out_dir=stage.path / "embeddings",
+        index=config.index, k=config.num_neighbours, batch_size=embed_batch_size, show_progress=progress)
     q_emb = encode_texts(embedder, [format_query(q.task, q.query) for q in queries], batch_size=embed_batch_size)
-    nb = search(q_emb, p_emb, k=config.num_neighbours, index=config.index)
+    nb = corpus.search(q_emb, k=config.num_neighbours)
+    seed_vecs = corpus.vectors([by_id[q.passage_id] for q in queries])
     cand_lists: list[tuple[list[int], list[float]]] = []
     for qi, q in enumerate(queries):
         seed = by_id[q.passage_id]
-        seed_score = float(q_emb[qi] @ p_emb[seed])
+        seed_score = float(q_emb[qi] @ seed_vecs[qi])
         cand_lists.append(force_seed(nb.indices[qi].tolist(), nb.scores[qi].tolist(), seed, seed_score))
 
     def request(batch: Sequence[int], start: int) -> list[tuple[str, list[str]]]:
@@ -166,9 +153,9 @@ def mine(
                     s: dict[str, list[float]]) -> dict[str, Any]:
         idx, retr = cands
         seed_pos = idx.index(by_id[tq.passage_id])
-        ranks = {name: rank(s[name]) for name in config.scorers}
+        ranks = {name: rank(s[name]) for name in scorers}
         if plan is not None:
-            fused, order = plan.order(ranks, seed_pos, tie_scores=s.get("ql"), k=config.rrf_k)
+            fused, order = plan.order(ranks, seed_pos, len(idx), tie_scores=s.get("ql"), k=config.rrf_k)
         elif config.fusion == "rrf":
             fused, order = fuse(ranks, k=config.rrf_k, weights=config.weights, tie_scores=s.get("ql"))
         else:  # a single signal: its ranking is the fused ranking
@@ -197,9 +184,11 @@ def mine(
             scores=audit(sel.positive), negative_scores=audit(sel.negative), seed_scores=audit(seed_pos),
             candidates=candidates)
 
-    work = LLMShardWork(llm, request, _ScoreCall(prompts, tuple(config.scorers)), finish)
+    # fusion=auto scores only the signals its plan kept (none in the fallback: the LLM is not asked at all)
+    scorers = tuple(config.scorers) if plan is None else tuple(n for n in config.scorers if n in plan.weights)
+    work = LLMShardWork(llm, request, _ScoreCall(prompts, scorers), finish)
     n = run_shards(stage, list(range(len(queries))), config.batch_size, work,
-                   desc=f"mine (top-{config.num_neighbours}, LLM {'+'.join(config.scorers).upper()})",
+                   desc=f"mine (top-{config.num_neighbours}, LLM {'+'.join(scorers).upper() or 'none'})",
                    progress=progress, runner=shard_runner)
     rows = stage.read_shards(n)
     summary = _summary(rows, len(queries), config)
@@ -227,7 +216,7 @@ def _summary(rows: list[dict[str, Any]], n_queries: int, config: MiningConfig) -
         "positive_policy": config.positive_policy, "negative_policy": config.negative_policy,
         "fusion": config.fusion, "num_neighbours": config.num_neighbours,
     }
-    for name in config.scorers:
+    for name in (n for n in config.scorers if rows and n in rows[0]["scores"]):  # auto may skip a signal
         out[f"{name}_positive"] = _stats([r["scores"][name] for r in rows])
         out[f"{name}_negative"] = _stats([r["negative_scores"][name] for r in rows])
     return out

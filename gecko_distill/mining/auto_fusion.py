@@ -81,17 +81,16 @@ class FusionPlan:
         w = self.weights
         return RETRIEVER if not w else next(iter(w)) if len(w) == 1 else "rrf"
 
-    def order(self, ranks: Mapping[str, Sequence[int]], seed_index: int,
+    def order(self, ranks: Mapping[str, Sequence[int]], seed_index: int, num_candidates: int, *,
               tie_scores: Sequence[float] | None = None, k: float = 0.0) -> tuple[list[float], list[int]]:
         """Fused scores and order (best first) of one query's candidates under this plan.
 
-        In the fallback the seed comes first and the rest keep the retriever order (candidates are given in
-        retriever order); its fused score is then ``1 / rank``.
+        ``ranks`` needs only the kept signals. In the fallback the seed comes first and the rest keep the
+        retriever order (candidates are given in retriever order); the fused score is then ``1 / rank``.
         """
-        n = len(next(iter(ranks.values())))
         if self.fallback:
-            order = [seed_index] + [i for i in range(n) if i != seed_index]
-            fused = [0.0] * n
+            order = [seed_index] + [i for i in range(num_candidates) if i != seed_index]
+            fused = [0.0] * num_candidates
             for r, i in enumerate(order, 1):
                 fused[i] = 1.0 / r
             return fused, order

@@ -1,11 +1,19 @@
 """The two LLM scorers of Gecko step 3, over a query's candidate passages.
 
-- Query likelihood (UPR; Sachan et al. 2022): QL(q, p) = mean log P(q tokens | P_QL, p). Length-normalised
-  so that candidates are compared on the same query (normalisation does not change the ranking for one
-  query, but keeps scores comparable across queries in reports).
-- Relevance classification (Zhuang et al. 2023): RC(q, p) = log P(" Yes" | P_RC, q, p) − log P(" No" | …).
-  The margin, not raw log P(" Yes"): with small models the raw label probability mostly tracks how
-  "answerable-looking" a passage is and ranked worse than random on SciFact (docs/labeller.md).
+- Query likelihood (UPR; Sachan et al. 2022): QL(q, p) = mean log P(q tokens | prefix, "Passage: p\\nQuery:").
+  Length-normalised so scores are comparable across queries in reports (for one query the ranking is the
+  same as with the sum). The pointwise-mutual-information form log P(q | p) - log P(q | no passage) ranks
+  a query's candidates exactly as QL does (the subtracted term is the same for all of them), so it is not
+  offered: it changes no positive and no fusion.
+- Relevance classification (Zhuang et al. 2023): RC(q, p) = log P(" Yes") - log P(" No") after
+  "Passage: p\\nQuery: q\\nRelevant:". The margin, not raw log P(" Yes"), which mostly tracks how
+  "answerable-looking" a passage is. With the packaged sub-300M models no RC variant we measured (margins,
+  label variants, a content-free prior subtracted, graded labels, in-domain examples) ranked better than
+  chance on SciFact (docs/labeller.md): ``fusion = "auto"`` measures this per run and drops RC when it does
+  not beat the retriever.
+
+Both scorers share the prefix and the per-passage context (:class:`~gecko_distill.prompts.PromptSet`), and
+all requests of a batch go to the backend in one ``loglik`` call, so a passage is decoded once for both.
 """
 
 from __future__ import annotations
@@ -15,7 +23,10 @@ from collections.abc import Sequence
 from gecko_distill.llm.base import LLMBackend, LoglikRequest
 from gecko_distill.prompts import PromptSet
 
-__all__ = ["score_candidates"]
+__all__ = ["SCORERS", "score_candidates"]
+
+#: The scorer names a config may list.
+SCORERS = ("ql", "rc")
 
 
 def score_candidates(
@@ -23,30 +34,32 @@ def score_candidates(
     prompts: PromptSet,
     pairs: Sequence[tuple[str, Sequence[str]]],
     *,
-    scorers: Sequence[str] = ("ql", "rc"),
+    scorers: Sequence[str] = SCORERS,
 ) -> list[dict[str, list[float]]]:
     """Score every (query, candidate) pair. ``pairs`` = [(query, [passage texts])]; returns per query
-    a dict scorer -> list of scores aligned with the candidates. One backend call per scorer for the
-    whole batch, so backends can share the prefix and batch across queries."""
-    out: list[dict[str, list[float]]] = [{} for _ in pairs]
-    if "ql" in scorers:
-        reqs = [prompts.ql_request(q, p) for q, ps in pairs for p in ps]
-        res = llm.loglik(reqs, prefix=prompts.ql_prefix)
-        _scatter(out, pairs, "ql", [r.mean for r in res])
-    if "rc" in scorers:
-        reqs2: list[LoglikRequest] = []
-        for q, ps in pairs:
-            for p in ps:
-                reqs2.extend(prompts.rc_requests(q, p))
-        res = llm.loglik(reqs2, prefix=prompts.rc_prefix)
-        margins = [res[i].logprob - res[i + 1].logprob for i in range(0, len(res), 2)]
-        _scatter(out, pairs, "rc", margins)
-    return out
-
-
-def _scatter(out: list[dict[str, list[float]]], pairs: Sequence[tuple[str, Sequence[str]]], name: str,
-             flat: list[float]) -> None:
+    a dict scorer -> list of scores aligned with the candidates. One backend call for the whole batch."""
+    unknown = [s for s in scorers if s not in SCORERS]
+    if unknown:
+        raise ValueError(f"unknown scorer(s) {unknown}; valid: {', '.join(SCORERS)}")
+    want_ql, want_rc = "ql" in scorers, "rc" in scorers
+    reqs: list[LoglikRequest] = []
+    for q, ps in pairs:
+        for p in ps:
+            if want_ql:
+                reqs.append(prompts.ql_request(q, p))
+            if want_rc:
+                reqs.extend(prompts.rc_requests(q, p))
+    res = llm.loglik(reqs, prefix=prompts.ql_prefix) if reqs else []
+    out: list[dict[str, list[float]]] = []
     i = 0
-    for j, (_, ps) in enumerate(pairs):
-        out[j][name] = flat[i : i + len(ps)]
-        i += len(ps)
+    for _, ps in pairs:
+        row: dict[str, list[float]] = {s: [] for s in scorers if s in SCORERS}
+        for _ in ps:
+            if want_ql:
+                row["ql"].append(res[i].mean)
+                i += 1
+            if want_rc:
+                row["rc"].append(res[i].logprob - res[i + 1].logprob)
+                i += 2
+        out.append(row)
+    return out

@@ -20,18 +20,27 @@ __all__ = ["PromptSet", "load_prompts"]
 
 @dataclass(frozen=True)
 class PromptSet:
-    """Rendered prefixes plus item templates for generation, query likelihood and relevance."""
+    """Rendered prefixes plus item templates for generation and for the two LLM scorers.
+
+    The scorers share one prefix and one context per passage (``ql_item``): query likelihood scores the
+    continuation ``" " + query``, relevance classification ``" " + query + rc_item + label`` for both labels, so
+    a backend that groups requests by context decodes each passage once for both (docs/labeller.md).
+    """
 
     version: str
     task_types: dict[str, str]  # key -> human name shown to the LLM
     generation_prefix: str
     generation_item: str
-    ql_prefix: str
-    ql_item: str
-    rc_prefix: str
-    rc_item: str
+    ql_prefix: str  # shared scoring prefix: instruction + few-shot examples
+    ql_item: str  # per-passage context, with {passage}
+    rc_item: str  # the relevance question that follows the query, e.g. "\nRelevant:"
     rc_positive: str
     rc_negative: str
+
+    @property
+    def rc_prefix(self) -> str:
+        """Relevance classification uses the query-likelihood prefix (one prefix, one context per passage)."""
+        return self.ql_prefix
 
     def task_name(self, task_type: str) -> str:
         return self.task_types.get(task_type, task_type.replace("_", " "))
@@ -44,8 +53,10 @@ class PromptSet:
         return LoglikRequest(self.ql_item.format(passage=passage), " " + query.strip())
 
     def rc_requests(self, query: str, passage: str) -> tuple[LoglikRequest, LoglikRequest]:
-        ctx = self.rc_item.format(query=query.strip(), passage=passage)
-        return LoglikRequest(ctx, self.rc_positive), LoglikRequest(ctx, self.rc_negative)
+        """(positive, negative) label requests on the QL context; their difference is the RC margin."""
+        ctx = self.ql_item.format(passage=passage)
+        head = " " + query.strip() + self.rc_item
+        return LoglikRequest(ctx, head + self.rc_positive), LoglikRequest(ctx, head + self.rc_negative)
 
 
 def _render(section: dict[str, Any], name: str) -> str:
@@ -78,8 +89,7 @@ def load_prompts(path: str | Path | None = None) -> PromptSet:
             generation_item=gen["item"],
             ql_prefix=_render(ql, "query_likelihood"),
             ql_item=ql["item"],
-            rc_prefix=_render(rc, "relevance"),
-            rc_item=rc["item"],
+            rc_item=rc["question"],
             rc_positive=rc.get("positive_label", " Yes"),
             rc_negative=rc.get("negative_label", " No"),
         )

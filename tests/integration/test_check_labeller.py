@@ -124,3 +124,20 @@ def test_mine_with_auto_fusion_records_and_applies_its_plan(tmp_path, cache_file
     before = llm.misses
     again = mine(queries, passages, embedder=minilm, llm=llm, config=cfg, out_dir=tmp_path / "fret", progress=False)
     assert llm.misses == before and again.summary["auto_fusion"] == plan
+
+
+def test_check_labeller_on_generated_queries_uses_seed_agreement(tmp_path, cache_file):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": d, "title": t, "text": x}) + "\n" for d, (t, x) in DOCS.items()),
+                      encoding="utf-8")
+    rows = [{"passage_id": QRELS[q], "task_type": "question_answering",
+             "task": "Given a question, retrieve passages that answer it.", "query": t} for q, t in QUERIES.items()]
+    StageDir(tmp_path / "generation", "generation").finalize(rows, fp="test", config={}, summary={})
+    res = CliRunner().invoke(app, ["check-labeller", "--queries", str(tmp_path / "generation"), "--corpus", str(corpus),
+                                   "--sample", "4", "--top-k", "3", "--cache", str(cache_file), "--no-progress"])
+    assert res.exit_code in (0, 1), res.output
+    assert "seed agreement on 4 generated queries" in res.output
+    for name in ("retriever", "ql", "rc"):
+        assert name in res.output
+    dropped = "'ql' dropped" in res.output or "'rc' dropped" in res.output
+    assert (res.exit_code == 1) == dropped  # the default RRF uses both signals: a dropped one fails the check

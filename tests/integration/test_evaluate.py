@@ -244,6 +244,16 @@ def test_evaluate_cli(small_run) -> None:
     assert list(summary) == ["minists", "miniintents-clustering"] and list(summary["minists"]) == ["trained"]
     assert summary["minists"]["trained"]["384"] == pytest.approx(res.score("minists", dim=384), abs=1e-6)
     assert "minists" in r.output and "cosine_spearman" in r.output
+    raw = tmp / "cli_raw_base"
+    args = ["evaluate", "--model", "all-MiniLM-L6-v2", "--data", str(paths["sts"]), "--out", str(raw)]
+    r = CliRunner().invoke(app, [*args, "--base-prompts", "none", "--dims", "384", "--no-cache"])
+    assert r.exit_code == 0, r.output
+    fmt = json.loads((raw / "manifest.json").read_text())["sets"][0]["format"]
+    assert fmt["base"]["query"] == "{text}"
+    assert fmt["trained"]["query"].startswith("task: semantic similarity")
+    by_model = json.loads((raw / "summary.json").read_text())["minists"]
+    assert by_model["trained"]["384"] == pytest.approx(res.score("minists", dim=384), abs=1e-6)
+    assert by_model["base"]["384"] != by_model["trained"]["384"]  # same model, different inputs
     bad = CliRunner().invoke(
         app,
         [

@@ -81,6 +81,9 @@ class HashEmbedder:
 
     max_seq_length = 256
     dim = 128
+    # Stable across processes (the default repr carries a memory address): the streamed corpus
+    # embeddings are cached under a hash of the embedder's fingerprint.
+    fingerprint = "kill-worker-hash-embedder-128"
 
     def get_embedding_dimension(self) -> int:
         return self.dim

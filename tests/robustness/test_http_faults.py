@@ -32,6 +32,11 @@ class _Server(ThreadingHTTPServer):
         self.in_flight = 0
         self.max_in_flight = 0
         self.no_logprobs = False
+        self.vllm_style = False  # answer loglik with vLLM's prompt_logprobs instead of echo logprobs
+        self.auth: list[str | None] = []
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients that timed out on purpose leave broken pipes behind; nothing to report
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -52,6 +57,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with self.server.lock:
+            self.server.auth.append(self.headers.get("Authorization"))
             self.server.requests += 1
             self.server.in_flight += 1
             self.server.max_in_flight = max(self.server.max_in_flight, self.server.in_flight)
@@ -63,6 +69,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(int(fault), b'{"error": "server error"}')
             if fault == "400":
                 return self._send(400, b'{"error": "bad model"}')
+            if fault == "401echo":  # a server that echoes the credentials it got in its error body
+                return self._send(401, json.dumps({"error": f"bad key {self.headers.get('Authorization')}"}).encode())
             if fault == "slow":
                 time.sleep(1.5)
             if fault == "drop":
@@ -71,7 +79,18 @@ class _Handler(BaseHTTPRequestHandler):
             if fault == "junk":
                 return self._send(200, b'{"choices": [ {"text": ')
             time.sleep(0.05)  # lets concurrent requests overlap, to observe the concurrency bound
+            if self.path.endswith("/chat/completions"):
+                n = sum(len(m["content"]) for m in body["messages"])
+                return self._send(200, json.dumps({"choices": [{"message": {"content": f" chat:{n}"}}]}).encode())
             prompt = body["prompt"]
+            if body.get("echo") and self.server.vllm_style:
+                # vLLM: one {token_id: {logprob, rank, decoded_token}} per prompt token, None first; the
+                # prompt token plus, when it is not the argmax, the top-1. Each char -0.1 (rank 2).
+                plp = [None] + [{str(i): {"logprob": -0.1, "rank": 2, "decoded_token": ch},
+                                 "0": {"logprob": -0.01, "rank": 1, "decoded_token": "?"}}
+                                for i, ch in enumerate(prompt[1:])]
+                return self._send(200, json.dumps({"choices": [{"text": "x", "logprobs": None,
+                                                                "prompt_logprobs": plp}]}).encode())
             if body.get("echo"):
                 # One "token" per character; log-prob -0.1 each, so a continuation of n chars scores -0.1 n.
                 lp = None if self.server.no_logprobs else {
@@ -175,3 +194,54 @@ def test_finished_rows_are_kept_when_the_backend_finally_fails(server, tmp_path)
     assert [s.name for s in shards] == ["shard-00000.jsonl", "shard-00001.jsonl"]
     res = generate(passages, good, cfg, out_dir=tmp_path / "g", progress=False)  # resume
     assert res.summary["rows_in"] == 6
+
+
+def test_vllm_prompt_logprobs_shape_is_understood(server):
+    server.vllm_style = True
+    res = _backend(server).loglik([LoglikRequest("Passage: abc\nQuery:", " what")], prefix="P ")
+    assert res[0].num_tokens == 5 and res[0].logprob == pytest.approx(-0.5)
+
+
+def test_chat_endpoint_and_client_side_stop_strings(server):
+    b = _backend(server, chat=True)
+    assert b.generate(["hello"], prefix="sys") == [" chat:8"]
+    # more than the 4 stop strings the API takes: the rest are applied client-side
+    out = _backend(server).generate(["hello"], params=GenerationParams(stop=("x", "y", "z", "w", ":")))
+    assert out == [" echo"]
+
+
+def test_api_key_only_from_env_and_never_in_logs_errors_or_repr(server, monkeypatch, caplog):
+    import logging
+
+    from gecko_distill.config import LLMConfig
+
+    secret = "sk-test-0123456789abcdef"
+    monkeypatch.setenv("GECKO_TEST_API_KEY", secret)
+    cfg = LLMConfig(backend="openai", model="m", base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+                    api_key_env="GECKO_TEST_API_KEY", max_retries=1, timeout_s=1.0)
+    caplog.set_level(logging.DEBUG)
+    b = OpenAIBackend.from_config(cfg)
+    assert b.generate(["x"]) == [" echo:1"]
+    assert server.auth[-1] == f"Bearer {secret}"  # the key is used ...
+    server.faults = ["500", "500"]
+    with pytest.raises(BackendError) as failed:
+        b.generate(["x"])
+    server.faults = ["401echo"]
+    with pytest.raises(BackendError) as echoed:
+        b.generate(["x"])
+    assert "***" in str(echoed.value)
+    for text in (str(failed.value), str(echoed.value), repr(b), b.fingerprint, caplog.text, cfg.model_dump_json()):
+        assert secret not in text  # ... and never shown
+    with pytest.raises(TypeError, match="not picklable"):
+        import pickle
+
+        pickle.dumps(b)
+
+
+def test_a_dead_server_fails_fast_and_bounded(server):
+    """Always too slow: the request loop ends after max_retries + 1 timeouts, with a clear message."""
+    server.faults = ["slow"] * 10
+    t0 = time.perf_counter()
+    with pytest.raises(BackendError, match=r"gave up after 2 attempts \(last: timeout\)"):
+        _backend(server, max_retries=1, timeout_s=0.3).generate(["x"])
+    assert time.perf_counter() - t0 < 3.0

@@ -37,7 +37,7 @@ def test_weaker_kept_signal_is_down_weighted_by_skill_over_chance():
     assert plan.mode == "rrf"
     assert [c.verdict for c in plan.checks] == ["baseline", "kept", "down-weighted"]
     # weighted RRF (k=0): c0 ranks ql 2 / rc 1 -> 1/2 + 0.5 = 1.0; c1 ranks ql 1 / rc 2 -> 1 + 0.25 = 1.25
-    fused, order = plan.order({"ql": [2, 1], "rc": [1, 2]}, seed_index=0)
+    fused, order = plan.order({"ql": [2, 1], "rc": [1, 2]}, 0, 2)
     assert fused == pytest.approx([1.0, 1.25])
     assert order == [1, 0]
 
@@ -47,7 +47,7 @@ def test_tie_goes_to_the_retriever_and_no_signal_means_seed_fallback(caplog):
         plan = plan_fusion({RETRIEVER: 0.5, "ql": 0.49, "rc": 0.1}, basis="seed", sample_size=8)
     assert plan.fallback and plan.mode == RETRIEVER and plan.weights == {}
     assert any("falling back" in w for w in plan.warnings)
-    fused, order = plan.order({"ql": [1, 2, 3], "rc": [3, 2, 1]}, seed_index=2)
+    fused, order = plan.order({}, 2, 3)
     assert order == [2, 0, 1]  # seed first, then the retriever order
     assert fused == pytest.approx([1 / 2, 1 / 3, 1.0])
     # equal to the first stage counts as "not worse": kept

@@ -152,3 +152,14 @@ def test_decontam_cli(tmp_path: Path) -> None:
     )
     assert [json.loads(line)["_id"] for line in kept.read_text().splitlines()] == ["p1"]
     assert "passages overlapping: 1 / 2" in res.output
+
+
+def test_decontaminate_accepts_folders_and_checks_queries(tmp_path: Path) -> None:
+    ev = tmp_path / "sts"
+    ev.mkdir()
+    (ev / "test.tsv").write_text(f"{STS_SENTENCE}\t{SHORT}\t2.0\n", encoding="utf-8")
+    kept, rep = decontaminate_passages(
+        [Passage("p", "Intro. " + STS_SENTENCE)], [ev, str(ev)], queries=["a dog runs!"]
+    )
+    assert kept == [] and rep.dropped == ["p"]
+    assert rep.summary()["queries_overlapping"] == 1

@@ -173,3 +173,11 @@ def test_public_names_resolve_lazily() -> None:
         assert getattr(ev, name) is not None
     with pytest.raises(AttributeError):
         _ = ev.not_a_name
+
+
+def test_classification_never_scores_its_training_split(tmp_path: Path) -> None:
+    d = tmp_path / "only_train"
+    _jsonl(d / "train.jsonl", [{"text": f"t{i}", "label": f"l{i % 2}"} for i in range(6)])
+    with pytest.raises(InputError, match="split other than train.jsonl"):
+        load_eval_set(d)
+    assert load_eval_set(d, kind="clustering").split == "train"

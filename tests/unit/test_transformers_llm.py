@@ -1,0 +1,119 @@
+"""transformers backend: batched scoring with prefix-KV reuse equals naive full-sequence scoring.
+
+Tiny randomly initialised models (built here, no download) check the maths of prefix reuse, right padding,
+shared one-token continuations and the sliding-window fallback; model quality is not the point. The real
+GGUF through transformers is opt-in (GECKO_TEST_HF_GGUF=1: ~75 s and 3 GB to load) and is also what
+bench/llm_scoring.py runs as its naive baseline.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from gecko_distill.llm.base import GenerationParams, LoglikRequest  # noqa: E402
+
+PREFIX = "instructions and a few examples"
+REQS = [LoglikRequest("passage: rivers carry sediment to the sea", " why do deltas grow"),
+        LoglikRequest("passage: a short one", " yes"),
+        LoglikRequest("passage: a short one", " no"),  # shares the context above: one row, two targets
+        LoglikRequest("passage: bees dance to share where food is found in the field", " no"),
+        LoglikRequest("", " an empty context"),
+        LoglikRequest("passage: nothing to score", "")]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from transformers import AutoTokenizer
+
+    from gecko_distill.embedding import resolve_embedder_path
+
+    return AutoTokenizer.from_pretrained(resolve_embedder_path("all-MiniLM-L6-v2"))  # a real, local tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny(tok):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    return LlamaForCausalLM(cfg)
+
+
+def _reference(model, tok, prefix: str, req: LoglikRequest) -> float:
+    """Textbook scoring: one full forward of prefix + context + continuation, sum of the targets' log-probs."""
+    pre = tok(prefix, add_special_tokens=True)["input_ids"]
+    ctx = tok(req.context, add_special_tokens=False)["input_ids"] if req.context else []
+    cont = tok(req.continuation, add_special_tokens=False)["input_ids"] if req.continuation else []
+    ids = pre + ctx + cont
+    with torch.no_grad():
+        lp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+    start = len(pre) + len(ctx)
+    return float(sum(lp[start + k - 1, t] for k, t in enumerate(cont)))
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_prefix_reuse_and_padding_equal_naive(tiny, tok, batch_size):
+    from gecko_distill.llm.transformers_backend import TransformersBackend
+
+    fast = TransformersBackend(tiny, tok, name="tiny", batch_size=batch_size, reuse_prefix=True)
+    slow = TransformersBackend(tiny, tok, name="tiny", reuse_prefix=False)
+    a, b = fast.loglik(REQS, prefix=PREFIX), slow.loglik(REQS, prefix=PREFIX)
+    for r, x, y in zip(REQS, a, b, strict=True):
+        ref = _reference(tiny, tok, PREFIX, r)
+        assert x.num_tokens == y.num_tokens
+        assert abs(x.logprob - ref) < 1e-3 and abs(y.logprob - ref) < 1e-3
+    assert a[-1].num_tokens == 0 and a[-1].logprob == 0.0
+    # a different prefix gives different scores (the cache is keyed by the prefix)
+    c = fast.loglik(REQS[:1], prefix="another prefix")
+    assert abs(c[0].logprob - a[0].logprob) > 1e-4
+    assert abs(c[0].logprob - _reference(tiny, tok, "another prefix", REQS[0])) < 1e-3
+
+
+def test_sliding_window_models_fall_back_to_exact_scoring(tok):
+    """A window shorter than prefix + item: reuse would change what tokens see, so rows run whole."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from gecko_distill.llm.transformers_backend import TransformersBackend
+
+    torch.manual_seed(1)
+    cfg = MistralConfig(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, sliding_window=6)
+    model = MistralForCausalLM(cfg)
+    got = TransformersBackend(model, tok, name="swa", batch_size=4).loglik(REQS[:4], prefix=PREFIX)
+    for r, x in zip(REQS[:4], got, strict=True):
+        assert abs(x.logprob - _reference(model, tok, PREFIX, r)) < 1e-3
+
+
+def test_generate_respects_max_tokens_stop_and_prefix_reuse(tiny, tok):
+    from gecko_distill.llm.transformers_backend import TransformersBackend
+
+    b = TransformersBackend(tiny, tok, name="tiny")
+    plain = TransformersBackend(tiny, tok, name="tiny", reuse_prefix=False)
+    one = b.generate(["task:"], prefix="p", params=GenerationParams(max_tokens=1))[0]
+    eight = b.generate(["task:"], prefix="p", params=GenerationParams(max_tokens=8))[0]
+    assert eight == plain.generate(["task:"], prefix="p", params=GenerationParams(max_tokens=8))[0]
+    assert eight.startswith(one)  # greedy: the longer output extends the shorter
+    words = eight.split()
+    if len(words) > 1:  # a stop string cuts the text where it first appears
+        cut = b.generate(["task:"], prefix="p", params=GenerationParams(max_tokens=8, stop=(words[1],)))[0]
+        assert words[1] not in cut and len(cut) < len(eight)
+    hot = GenerationParams(max_tokens=6, temperature=1.0, seed=3)
+    assert b.generate(["x", "task:"], params=hot)[1] == b.generate(["task:"], params=hot)[0]  # seeded per prompt
+
+
+@pytest.mark.skipif(os.environ.get("GECKO_TEST_HF_GGUF") != "1", reason="opt-in: GECKO_TEST_HF_GGUF=1 (75 s, 3 GB)")
+def test_real_gguf_through_transformers_ranks_the_relevant_query():
+    pytest.importorskip("gguf")
+    from gecko_distill.config import LLMConfig
+    from gecko_distill.llm import load_llm
+
+    llm = load_llm(LLMConfig(backend="transformers", model="gemma3-270m"))
+    ctx = "Passage: Honeybees tell other bees where food is with a waggle dance.\nQuery:"
+    good, bad = llm.loglik([LoglikRequest(ctx, " how do bees share food locations"),
+                            LoglikRequest(ctx, " when was the bridge opened")])
+    assert good.logprob > bad.logprob
