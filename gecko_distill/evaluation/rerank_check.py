@@ -44,8 +44,8 @@ if TYPE_CHECKING:
     from gecko_distill.mining.auto_fusion import FusionPlan
     from gecko_distill.prompts import PromptSet
 
-__all__ = ["RerankQuery", "RerankReport", "evaluate_reranker", "first_stage", "labeller_warnings", "rerank_report",
-           "score_queries"]
+__all__ = ["RerankQuery", "RerankReport", "cut_texts", "evaluate_reranker", "first_stage", "labeller_warnings",
+           "plan_on_qrels", "plan_on_seed", "rerank_report", "score_queries"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +70,6 @@ class RerankReport:
     top_k: int
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     plans: list[dict[str, Any]] = field(default_factory=list)  # fusion=auto: the plan of each fold
-
-    def best(self) -> str:
-        return max(self.metrics, key=lambda n: self.metrics[n]["ndcg_at_10"])
 
     def as_dict(self) -> dict[str, Any]:
         return {"num_queries": self.num_queries, "top_k": self.top_k, "metrics": self.metrics, "plans": self.plans}
@@ -106,7 +103,7 @@ def _corpus_embeddings(embedder: SentenceTransformer, docs: Sequence[tuple[str, 
 
 def first_stage(data: RetrievalSet, embedder: SentenceTransformer, *, task: str, top_k: int = 20,
                 cache_dir: str | Path | None = None, batch_size: int = 64) -> list[RerankQuery]:
-    """Top-``k`` candidates per judged query (exact inner-product search over the whole corpus).
+    """Top-``k`` candidates per judged query (inner-product search over the whole corpus, as in mining).
 
     Args:
         data: The set (its ``queries`` may be a subset; see ``load_eval_set(limit=)``).
@@ -114,7 +111,7 @@ def first_stage(data: RetrievalSet, embedder: SentenceTransformer, *, task: str,
         task: The task string of the unified query format (Gecko Table 9; ``fact checking`` for SciFact).
         cache_dir: Keep the corpus embeddings here (``corpus-<hash>.npy``) so reruns skip the encoding.
     """
-    from gecko_distill.mining.neighbours import encode_texts, exact_search
+    from gecko_distill.mining.neighbours import encode_texts, search
 
     judged = [(q, t) for q, t in data.queries if any(r > 0 for r in data.qrels.get(q, {}).values())]
     skipped = len(data.queries) - len(judged)
@@ -124,7 +121,7 @@ def first_stage(data: RetrievalSet, embedder: SentenceTransformer, *, task: str,
         raise ValueError(f"{data.path}: no query has a judged-relevant document")
     doc_emb = _corpus_embeddings(embedder, data.corpus, Path(cache_dir) if cache_dir else None, batch_size)
     q_emb = encode_texts(embedder, [format_query(task, t) for _, t in judged], batch_size=batch_size)
-    nb = exact_search(q_emb, doc_emb, k=min(top_k, len(data.corpus)))
+    nb = search(q_emb, doc_emb, k=min(top_k, len(data.corpus)), index="auto")  # exact below 100k documents
     out = []
     for (qid, text), idx, sc in zip(judged, nb.indices, nb.scores, strict=True):
         keep = [(int(i), float(s)) for i, s in zip(idx, sc, strict=True) if i >= 0]
@@ -160,6 +157,15 @@ def _order_metrics(queries: Sequence[RerankQuery], orders: Sequence[Sequence[int
             "seed_first": round(first_hits / max(first_n, 1), 4)}
 
 
+def _orders_of(name: str, scores: Sequence[Mapping[str, Sequence[float]]]) -> list[list[int]]:
+    """Per query, the candidates ordered by one signal (ties: retriever order, as in mining)."""
+    out = []
+    for s in scores:
+        r = rank(s[name])
+        out.append(sorted(range(len(r)), key=r.__getitem__))
+    return out
+
+
 def rerank_report(queries: Sequence[RerankQuery], scores: Sequence[Mapping[str, Sequence[float]]],
                   fusions: Mapping[str, Callable[[Mapping[str, Sequence[float]]], list[int]]] | None = None,
                   ) -> RerankReport:
@@ -174,13 +180,8 @@ def rerank_report(queries: Sequence[RerankQuery], scores: Sequence[Mapping[str, 
         raise ValueError("one score dict per query is needed")
     rep = RerankReport(num_queries=len(queries), top_k=max((len(q.doc_ids) for q in queries), default=0))
     rep.metrics["first_stage"] = _order_metrics(queries, [list(range(len(q.doc_ids))) for q in queries])
-    names = list(scores[0]) if scores else []
-    for name in names:
-        orders = []
-        for s in scores:
-            r = rank(s[name])
-            orders.append(sorted(range(len(r)), key=r.__getitem__))
-        rep.metrics[name] = _order_metrics(queries, orders)
+    for name in scores[0] if scores else []:
+        rep.metrics[name] = _order_metrics(queries, _orders_of(name, scores))
     for name, fn in (fusions or {}).items():
         rep.metrics[name] = _order_metrics(queries, [fn(s) for s in scores])
     return rep
@@ -203,14 +204,6 @@ def score_queries(llm: LLMBackend, prompts: PromptSet, queries: Sequence[RerankQ
     return out
 
 
-def _orders_of(name: str, scores: Sequence[Mapping[str, Sequence[float]]]) -> list[list[int]]:
-    out = []
-    for s in scores:
-        r = rank(s[name])
-        out.append(sorted(range(len(r)), key=r.__getitem__))
-    return out
-
-
 def plan_on_qrels(queries: Sequence[RerankQuery], scores: Sequence[Mapping[str, Sequence[float]]]) -> FusionPlan:
     """``fusion = "auto"`` with labels: each signal's nDCG@10 on these queries vs the first stage's."""
     import random
@@ -227,15 +220,25 @@ def plan_on_qrels(queries: Sequence[RerankQuery], scores: Sequence[Mapping[str, 
                        chance=chance, details=metrics)
 
 
+def plan_on_seed(queries: Sequence[RerankQuery], scores: Sequence[Mapping[str, Sequence[float]]]) -> FusionPlan:
+    """``fusion = "auto"`` as mining runs it without labels: seed agreement, the seed being the best-ranked
+    judged-relevant candidate (queries whose top-k holds none are left out, as mining forces the seed in)."""
+    from gecko_distill.mining.auto_fusion import plan_from_seed
+
+    keep = [(i, next(j for j, d in enumerate(q.doc_ids) if q.qrels.get(d, 0) > 0)) for i, q in enumerate(queries)
+            if any(q.qrels.get(d, 0) > 0 for d in q.doc_ids)]
+    return plan_from_seed([scores[i] for i, _ in keep], [j for _, j in keep])
+
+
 def _auto_crossfit(queries: Sequence[RerankQuery], scores: Sequence[Mapping[str, Sequence[float]]], k: float,
-                   ) -> tuple[list[list[int]], list[dict[str, Any]]]:
-    """``auto`` judged fairly: the plan for each half of the queries is made on the other half's qrels."""
+                   planner: Callable[..., FusionPlan]) -> tuple[list[list[int]], list[dict[str, Any]]]:
+    """``auto`` judged fairly: the plan for each half of the queries is made on the other half."""
     half = len(queries) // 2
     folds = [(range(half, len(queries)), range(half)), (range(half), range(half, len(queries)))]
     orders: list[list[int]] = [[] for _ in queries]
     plans = []
     for plan_idx, apply_idx in folds:
-        plan = plan_on_qrels([queries[i] for i in plan_idx], [scores[i] for i in plan_idx])
+        plan = planner([queries[i] for i in plan_idx], [scores[i] for i in plan_idx])
         plans.append(plan.as_dict())
         for i in apply_idx:
             ranks = {n: rank(scores[i][n]) for n in scores[i]}
@@ -250,8 +253,9 @@ def evaluate_reranker(queries: Sequence[RerankQuery], llm: LLMBackend, prompts: 
     """The Table 6 protocol with the mining stage's scorers and fusion settings.
 
     Rankings reported: ``first_stage``, each scorer alone, ``rrf`` (the configured ``weights`` and ``rrf_k``) when
-    there are two or more scorers, and ``auto`` (cross-fitted over two halves, at least 8 queries). Returns the
-    report and the raw scores (to recompute other fusions without the LLM).
+    there are two or more scorers, and, with at least 8 queries, ``auto`` (its plan made on qrels) and
+    ``auto_seed`` (made on seed agreement, as mining does without labels), each cross-fitted over two halves.
+    Returns the report and the raw scores (to recompute other fusions without the LLM).
     """
     scorers = list(config.scorers)
     scores = score_queries(llm, prompts, queries, scorers=scorers, max_passage_words=config.max_passage_words,
@@ -262,9 +266,10 @@ def evaluate_reranker(queries: Sequence[RerankQuery], llm: LLMBackend, prompts: 
                                         tie_scores=s.get("ql"))[1]
     rep = rerank_report(queries, scores, fusions)
     if len(queries) >= 8:
-        orders, plans = _auto_crossfit(queries, scores, config.rrf_k)
-        rep.metrics["auto"] = _order_metrics(queries, orders)
-        rep.plans = plans
+        for name, planner in (("auto", plan_on_qrels), ("auto_seed", plan_on_seed)):
+            orders, plans = _auto_crossfit(queries, scores, config.rrf_k, planner)
+            rep.metrics[name] = _order_metrics(queries, orders)
+            rep.plans += [{"ranking": name, **p} for p in plans]
     return rep, scores
 
 

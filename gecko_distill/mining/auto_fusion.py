@@ -37,8 +37,15 @@ if TYPE_CHECKING:
     from gecko_distill.llm.base import LLMBackend
     from gecko_distill.prompts import PromptSet
 
-__all__ = ["RETRIEVER", "FusionPlan", "SignalCheck", "plan_for_mining", "plan_fusion", "plan_from_seed",
-           "seed_agreement"]
+__all__ = [
+    "RETRIEVER",
+    "FusionPlan",
+    "SignalCheck",
+    "plan_for_mining",
+    "plan_from_seed",
+    "plan_fusion",
+    "seed_agreement",
+]
 
 logger = logging.getLogger(__name__)
 

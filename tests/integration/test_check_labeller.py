@@ -23,18 +23,18 @@ from gecko_distill.mining import mine
 from gecko_distill.records import Passage, TaskQuery
 
 DOCS = {
-    "d1": ("Bees", "Honeybees tell other bees where flowers are by dancing: the angle of the waggle run points "
-                   "to the food and its length tells the distance."),
-    "d2": ("Bees", "A honeybee colony has one queen, thousands of female workers and, in summer, a few hundred "
-                   "male drones."),
-    "d3": ("Copper", "Copper is a good conductor of electricity because each atom gives up a free electron that "
-                     "moves through the metal."),
+    "d1": ("Bees", ("Honeybees tell other bees where flowers are by dancing: the angle of the waggle run points "
+                   "to the food and its length tells the distance.")),
+    "d2": ("Bees", ("A honeybee colony has one queen, thousands of female workers and, in summer, a few hundred "
+                   "male drones.")),
+    "d3": ("Copper", ("Copper is a good conductor of electricity because each atom gives up a free electron that "
+                     "moves through the metal.")),
     "d4": ("Copper", "Most of the world's copper is mined in Chile and Peru, from large open-pit mines."),
-    "d5": ("Bread", "Sourdough bread rises because wild yeast and lactic acid bacteria in the starter produce "
-                    "carbon dioxide gas."),
+    "d5": ("Bread", ("Sourdough bread rises because wild yeast and lactic acid bacteria in the starter produce "
+                    "carbon dioxide gas.")),
     "d6": ("Bread", "The oldest known bread was baked about fourteen thousand years ago from wild cereals."),
-    "d7": ("Moon", "The Moon always shows the same face to Earth because its rotation is tidally locked to its "
-                   "orbit."),
+    "d7": ("Moon", ("The Moon always shows the same face to Earth because its rotation is tidally locked to its "
+                   "orbit.")),
     "d8": ("Moon", "Twelve astronauts walked on the Moon between 1969 and 1972 during the Apollo programme."),
 }
 QUERIES = {"q1": "how do bees show each other where food is", "q2": "why does copper conduct electricity",
@@ -46,11 +46,9 @@ QRELS = {"q1": "d1", "q2": "d3", "q3": "d5", "q4": "d7"}
 def toy_beir(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy")
     with open(root / "corpus.jsonl", "w", encoding="utf-8") as f:
-        for did, (title, text) in DOCS.items():
-            f.write(json.dumps({"_id": did, "title": title, "text": text}) + "\n")
+        f.writelines(json.dumps({"_id": did, "title": title, "text": text}) + "\n" for did, (title, text) in DOCS.items())
     with open(root / "queries.jsonl", "w", encoding="utf-8") as f:
-        for qid, text in QUERIES.items():
-            f.write(json.dumps({"_id": qid, "text": text}) + "\n")
+        f.writelines(json.dumps({"_id": qid, "text": text}) + "\n" for qid, text in QUERIES.items())
     (root / "qrels").mkdir()
     (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n"
                                              + "".join(f"{q}\t{d}\t1\n" for q, d in QRELS.items()))

@@ -6,7 +6,13 @@ import logging
 
 import pytest
 
-from gecko_distill.mining.auto_fusion import RETRIEVER, FusionPlan, plan_fusion, plan_from_seed, seed_agreement
+from gecko_distill.mining.auto_fusion import (
+    RETRIEVER,
+    FusionPlan,
+    plan_from_seed,
+    plan_fusion,
+    seed_agreement,
+)
 
 
 def test_seed_agreement_hand_computed():
@@ -62,3 +68,30 @@ def test_plan_from_seed_and_round_trip():
     checks = {c.name: c for c in plan.checks}
     assert checks["ql"].details["seed_first"] == 1.0 and checks[RETRIEVER].details["mean_seed_rank"] == 2.0
     assert FusionPlan.from_dict(plan.as_dict()) == plan
+
+
+def _toy_queries(n: int = 8):
+    from gecko_distill.evaluation.rerank_check import RerankQuery
+
+    # three candidates in retriever order; the judged-relevant one is second
+    return [RerankQuery(f"q{i}", f"query {i}", [f"a{i}", f"b{i}", f"c{i}"], ["x", "y", "z"], [0.9, 0.8, 0.7],
+                        {f"b{i}": 1}) for i in range(n)]
+
+
+def test_rerank_report_and_cross_fitted_auto_by_hand():
+    from gecko_distill.evaluation.rerank_check import _auto_crossfit, plan_on_qrels, plan_on_seed, rerank_report
+
+    qs = _toy_queries()
+    scores = [{"good": [0.0, 1.0, 0.5], "bad": [2.0, 0.0, 1.0]}] * len(qs)  # good: b first; bad: a, c, b
+    rep = rerank_report(qs, scores)
+    m = rep.metrics
+    # nDCG@10 with one relevant document at rank r is 1 / log2(r + 1): first stage r=2, good r=1, bad r=3
+    assert m["first_stage"]["ndcg_at_10"] == pytest.approx(0.6309, abs=1e-4)
+    assert m["good"] == {"ndcg_at_10": 1.0, "p_at_1": 1.0, "moved": 1.0, "seed_first": 1.0}
+    assert m["bad"]["ndcg_at_10"] == pytest.approx(0.5) and m["bad"]["moved"] == 0.0
+    for planner in (plan_on_qrels, plan_on_seed):
+        plan = planner(qs, scores)
+        assert plan.weights == {"good": 1.0}, planner
+        assert {c.name: c.verdict for c in plan.checks}["bad"] == "dropped"
+        orders, plans = _auto_crossfit(qs, scores, 0.0, planner)
+        assert len(plans) == 2 and all(o == [1, 2, 0] for o in orders)  # each half ranked by 'good' alone

@@ -11,8 +11,8 @@ from gecko_distill.mining.scoring import score_candidates
 from gecko_distill.prompts import load_prompts
 
 PASSAGES = [
-    "Copper is a good conductor of electricity because each atom gives up a free electron that moves through "
-    "the metal.",
+    ("Copper is a good conductor of electricity because each atom gives up a free electron that moves through "
+    "the metal."),
     "Most of the world's copper is mined in Chile and Peru, from large open-pit mines.",
     "The Moon always shows the same face to Earth because its rotation is tidally locked to its orbit.",
 ]

@@ -117,3 +117,32 @@ def test_real_gguf_through_transformers_ranks_the_relevant_query():
     good, bad = llm.loglik([LoglikRequest(ctx, " how do bees share food locations"),
                             LoglikRequest(ctx, " when was the bridge opened")])
     assert good.logprob > bad.logprob
+
+
+def test_batched_generation_matches_one_at_a_time(tiny, tok):
+    """The GPU path (left-padded batches) gives the per-prompt path's greedy text, and sampled text that
+    depends only on the prompt and the seed, not on its batch-mates."""
+    from gecko_distill.llm.transformers_backend import TransformersBackend
+
+    one = TransformersBackend(tiny, tok, name="tiny")
+    many = TransformersBackend(tiny, tok, name="tiny", generate_batch_size=3)
+    prompts = ["task:", "a much longer prompt than the others, to force padding", "x", "query: copper"]
+    greedy = GenerationParams(max_tokens=6)
+    assert many.generate(prompts, prefix="p", params=greedy) == one.generate(prompts, prefix="p", params=greedy)
+    hot = GenerationParams(max_tokens=6, temperature=1.0, seed=3)
+    alone = many.generate(["task:"], params=hot)[0]
+    assert many.generate(prompts, params=hot)[0] == alone
+    assert many.generate(["task:"], params=GenerationParams(max_tokens=6, temperature=1.0, seed=4))[0] != alone
+    assert many.generate(prompts, params=GenerationParams(max_tokens=6, stop=("a",)))[0].count("a") == 0
+
+
+def test_models_without_boolean_logits_to_keep_score_the_same(tiny, tok):
+    """Older transformers models take only an int ``logits_to_keep``; the fallback keeps the last positions
+    and must give the same scores, on both the reused-prefix and the whole-sequence paths."""
+    from gecko_distill.llm.transformers_backend import TransformersBackend
+
+    for reuse in (True, False):
+        b = TransformersBackend(tiny, tok, name="tiny", batch_size=4, reuse_prefix=reuse)
+        b._bool_keep = False
+        for r, x in zip(REQS, b.loglik(REQS, prefix=PREFIX), strict=True):
+            assert abs(x.logprob - _reference(tiny, tok, PREFIX, r)) < 1e-3
