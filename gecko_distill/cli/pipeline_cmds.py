@@ -146,7 +146,7 @@ def register(app: typer.Typer) -> None:
         neighbours: Annotated[int, typer.Option(min=2, help="Top-N neighbours.")] = 20,
         positive_policy: Annotated[str, typer.Option(help="fused|seed")] = "fused",
         negative_policy: Annotated[str, typer.Option(help="last|random|rank:K")] = "last",
-        fusion: Annotated[str, typer.Option(help="rrf|ql|rc")] = "rrf",
+        fusion: Annotated[str, typer.Option(help="auto|rrf|ql|rc (auto: drop a signal worse than the retriever)")] = "auto",
         llm_backend: Annotated[str, typer.Option("--llm-backend", help="llamacpp|transformers|openai|vllm")] = "llamacpp",
         llm: Annotated[str, typer.Option(help="LLM model (alias, path or hub name).")] = "gemma3-270m",
         embedder: Annotated[str, typer.Option(help="Seed embedder (sentence-transformers).")] = "all-MiniLM-L6-v2",

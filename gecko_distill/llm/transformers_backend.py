@@ -83,9 +83,10 @@ class TransformersBackend:
             kw["use_safetensors"] = True  # never unpickle weights fetched from a hub
             name = f"transformers:{where}"
         device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        # bf16 on a GPU, except for GGUF files: measured on an H100, Gemma-3-270M dequantised from its GGUF
-        # and run in bf16 wrote broken text for 73% of SciFact prompts (float32: as llama.cpp). Small models
-        # cost little in float32.
+        if src.kind == "gguf":
+            _check_gguf_tokenizer_support()
+        # bf16 on a GPU, except for GGUF files: transformers dequantises them to float32 and we keep that
+        # (the GGUF route is for small packaged models, where float32 costs little and matches llama.cpp).
         bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported() and src.kind != "gguf"
         dtype = torch.bfloat16 if bf16 else torch.float32
         try:
@@ -321,6 +322,18 @@ class TransformersBackend:
             for row, i in enumerate(idx):
                 outs[i] = _cut_at_stop(tok.decode(gen[row, width:], skip_special_tokens=True), params)
         return outs
+
+
+def _check_gguf_tokenizer_support() -> None:
+    """Measured on a GPU machine with transformers 5.17: Gemma-3's GGUF tokenizer was converted wrongly (the
+    generation prompt became 1,192 tokens instead of 587, nearly character by character), and 73-94% of the
+    generated (task, query) pairs were garbled. 5.23 (our pin) tokenizes as llama.cpp does."""
+    from importlib.metadata import version
+
+    v = tuple(int(x) for x in version("transformers").split(".")[:2] if x.isdigit())
+    if v < (5, 23):
+        logger.warning("transformers %s may convert GGUF tokenizers wrongly (seen with Gemma-3 on 5.17: garbled "
+                       "generations); gecko-distill is tested with transformers==5.23.0", version("transformers"))
 
 
 def _cut_at_stop(text: str, params: GenerationParams) -> str:

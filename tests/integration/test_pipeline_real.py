@@ -32,7 +32,7 @@ def test_generate_then_mine_on_real_models(tmp_path, wiki, gemma, minilm):
     for q in gen.queries:
         assert q.task and q.query and q.task_type in gcfg.task_types
 
-    mcfg = MiningConfig(num_neighbours=4, batch_size=2, max_passage_words=60)
+    mcfg = MiningConfig(num_neighbours=4, batch_size=2, max_passage_words=60, fusion="rrf")  # the paper's fusion
     res = mine(gen.queries, wiki, embedder=minilm, llm=llm, config=mcfg, out_dir=tmp_path / "fret", progress=False)
     assert len(res.rows) == len(gen.queries)
     by_id = {p.id: p for p in wiki}

@@ -312,7 +312,7 @@ def test_mining_dir_of_another_config_is_recomputed(tmp_path: Path, wiki: list, 
     llm = ScriptedLLM(_completion)
     runs: dict[str, Callable[[Path], list]] = {}
     for policy in ("last", "rank:2"):
-        cfg = MiningConfig(num_neighbours=4, negative_policy=policy, batch_size=2)
+        cfg = MiningConfig(num_neighbours=4, negative_policy=policy, batch_size=2, fusion="rrf")
         runs[policy] = lambda d, cfg=cfg: mine(gen.queries, wiki, embedder=minilm, llm=llm, config=cfg,
                                                out_dir=d, progress=False).rows
     shared = tmp_path / "fret"
