@@ -8,7 +8,6 @@ bench/llm_scoring.py runs as its naive baseline.
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
@@ -104,19 +103,6 @@ def test_generate_respects_max_tokens_stop_and_prefix_reuse(tiny, tok):
         assert words[1] not in cut and len(cut) < len(eight)
     hot = GenerationParams(max_tokens=6, temperature=1.0, seed=3)
     assert b.generate(["x", "task:"], params=hot)[1] == b.generate(["task:"], params=hot)[0]  # seeded per prompt
-
-
-@pytest.mark.skipif(os.environ.get("GECKO_TEST_HF_GGUF") != "1", reason="opt-in: GECKO_TEST_HF_GGUF=1 (75 s, 3 GB)")
-def test_real_gguf_through_transformers_ranks_the_relevant_query():
-    pytest.importorskip("gguf")
-    from gecko_distill.config import LLMConfig
-    from gecko_distill.llm import load_llm
-
-    llm = load_llm(LLMConfig(backend="transformers", model="gemma3-270m"))
-    ctx = "Passage: Honeybees tell other bees where food is with a waggle dance.\nQuery:"
-    good, bad = llm.loglik([LoglikRequest(ctx, " how do bees share food locations"),
-                            LoglikRequest(ctx, " when was the bridge opened")])
-    assert good.logprob > bad.logprob
 
 
 def test_batched_generation_matches_one_at_a_time(tiny, tok):
