@@ -158,12 +158,12 @@ def register(app: typer.Typer) -> None:
                 rep, raw = _rerank(data, None, sample, k, None, cfg, cache, 42, progress)
                 _render(rep, f"labeller check on {data.name}: {rep.num_queries} labelled queries, top-{rep.top_k}, "
                              f"LLM {cfg.llm.model}")
-                configured = cfg.mining.fusion if cfg.mining.fusion != "auto" or "auto" in rep.metrics else None
-                if configured is None:  # auto is cross-fitted over two halves: too few queries to judge it
+                configured = cfg.mining.fusion
+                m = rep.metrics.get(configured)
+                if m is None and configured == "auto":  # cross-fitted over two halves: too few queries to judge
                     console.print(f"note: fusion=auto is judged on 8 or more queries (--sample {sample})")
-                for w in labeller_warnings(rep, configured=configured or "auto"):
+                for w in labeller_warnings(rep, configured=configured):
                     console.print(f"[bold yellow]warning:[/] {escape(w)}")
-                m = rep.metrics.get(configured) if configured else None
                 worse = m is not None and m["ndcg_at_10"] < rep.metrics["first_stage"]["ndcg_at_10"]
                 _write(out, data, cfg, rep, raw)
             if generated is not None:

@@ -225,9 +225,9 @@ def plan_on_seed(queries: Sequence[RerankQuery], scores: Sequence[Mapping[str, S
     judged-relevant candidate (queries whose top-k holds none are left out, as mining forces the seed in)."""
     from gecko_distill.mining.auto_fusion import plan_from_seed
 
-    keep = [(i, next(j for j, d in enumerate(q.doc_ids) if q.qrels.get(d, 0) > 0)) for i, q in enumerate(queries)
-            if any(q.qrels.get(d, 0) > 0 for d in q.doc_ids)]
-    return plan_from_seed([scores[i] for i, _ in keep], [j for _, j in keep])
+    seeds = [next((j for j, d in enumerate(q.doc_ids) if q.qrels.get(d, 0) > 0), None) for q in queries]
+    keep = [i for i, j in enumerate(seeds) if j is not None]
+    return plan_from_seed([scores[i] for i in keep], [seeds[i] for i in keep])
 
 
 def _auto_crossfit(queries: Sequence[RerankQuery], scores: Sequence[Mapping[str, Sequence[float]]], k: float,

@@ -45,6 +45,9 @@ class TransformersBackend:
         self.reuse_prefix = reuse_prefix
         self.generate_batch_size = generate_batch_size
         self._bool_keep = True  # does this model take a boolean logits_to_keep? (see _kept_logits)
+        # padding id for batches: padded positions are masked (and, right-padded, come after every real token)
+        ids = (tokenizer.pad_token_id, tokenizer.eos_token_id)
+        self._pad = next((i for i in ids if i is not None), 0)
         self._prefix_key: tuple[int, ...] | None = None
         self._prefix_cache: Any = None
         self._prefix_last_logits: Any = None
@@ -87,7 +90,8 @@ class TransformersBackend:
             _check_gguf_tokenizer_support()
         # bf16 on a GPU, except for GGUF files: transformers dequantises them to float32 and we keep that
         # (the GGUF route is for small packaged models, where float32 costs little and matches llama.cpp).
-        bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported() and src.kind != "gguf"
+        gpu = device.startswith("cuda")
+        bf16 = gpu and torch.cuda.is_bf16_supported() and src.kind != "gguf"
         dtype = torch.bfloat16 if bf16 else torch.float32
         try:
             tok = AutoTokenizer.from_pretrained(where, **kw)
@@ -100,7 +104,6 @@ class TransformersBackend:
             raise BackendUnavailable(f"transformers could not load {where!r}: {str(e)[:400]}{hint}") from e
         # On a GPU one item at a time leaves the device idle (a small model is launch-bound): batch both
         # primitives. On CPU, generation stays one prompt at a time (bit-stable, and no faster batched).
-        gpu = device.startswith("cuda")
         return cls(model.to(device), tok, name=f"{name}:{str(dtype).removeprefix('torch.')}",
                    batch_size=64 if gpu else 8, batch_tokens=65536 if gpu else 4096,
                    generate_batch_size=64 if gpu else 1)
@@ -164,10 +167,8 @@ class TransformersBackend:
                 scores[i] += float(torch.log_softmax(last, -1)[cont[0]])
         with torch.no_grad():
             longest = len(pids) + max((len(t) for t, _ in rows), default=0)
-            if self.reuse_prefix and not (self._window and longest > self._window):
-                self._rows_reused(pids, rows, scores)
-            else:  # the whole sequence per row (also when a row would pass a sliding window), batched
-                self._rows_full(pids, rows, scores)
+            # reuse the prefix's KV cache unless a row would pass a sliding window (then run rows whole)
+            self._run_rows(pids, rows, scores, reuse=self.reuse_prefix and not (self._window and longest > self._window))
         return [LoglikResult(s, len(c)) for s, c in zip(scores, cont_ids, strict=True)]
 
     def _last_logits(self, pids: list[int]) -> Any:
@@ -201,10 +202,14 @@ class TransformersBackend:
         """Logits at the ``keep`` positions only, row-major. A boolean ``logits_to_keep`` projects just
         those positions; transformers versions whose model does not take it get the last K positions
         (K = from the first kept column) and the mask is applied after."""
+        import torch
+
         if self._bool_keep:
             try:
                 logits = self.model(**inputs(), logits_to_keep=keep).logits
                 return logits.reshape(-1, logits.shape[-1])
+            except torch.OutOfMemoryError:
+                raise
             except (IndexError, TypeError, RuntimeError):
                 self._bool_keep = False
                 logger.info("this transformers model takes no boolean logits_to_keep; keeping the last positions")
@@ -224,37 +229,27 @@ class TransformersBackend:
                 wanted.append(targets[j])
         return keep, wanted
 
-    def _rows_full(self, pids, rows, scores) -> None:
-        """Prefix + row, right-padded, no cache: exact under any attention pattern (sliding windows too)."""
+    def _run_rows(self, pids, rows, scores, *, reuse: bool) -> None:
+        """Score rows in right-padded batches after the prefix: on a copy of the prefix's KV cache (positions
+        continuing after it), or with the prefix run again in every row (exact under any attention pattern)."""
         import torch
 
+        cache = self._prefix(pids)[0] if reuse else None
+        head = [] if reuse else pids  # the tokens run in this call before each row
         dev, p = self.model.device, len(pids)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         for batch in self._batches(rows):
-            width = p + max(len(t) for t, _ in batch)
-            ids = torch.tensor([pids + t + [pad] * (width - p - len(t)) for t, _ in batch], device=dev)
-            mask = torch.tensor([[1] * (p + len(t)) + [0] * (width - p - len(t)) for t, _ in batch], device=dev)
-            keep, wanted = self._targets(batch, width, p)
-            self._add(self._kept_logits(keep, lambda: {"input_ids": ids, "attention_mask": mask}), wanted, scores)
+            longest = max(len(t) for t, _ in batch)
+            ids = torch.tensor([head + t + [self._pad] * (longest - len(t)) for t, _ in batch], device=dev)
+            mask = torch.tensor([[1] * (p + len(t)) + [0] * (longest - len(t)) for t, _ in batch], device=dev)
+            keep, wanted = self._targets(batch, len(head) + longest, len(head))
 
-    def _rows_reused(self, pids, rows, scores) -> None:
-        import torch
-
-        cache, _ = self._prefix(pids)
-        dev, p = self.model.device, len(pids)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        for batch in self._batches(rows):
-            width = max(len(t) for t, _ in batch)
-            ids = torch.tensor([t + [pad] * (width - len(t)) for t, _ in batch], device=dev)
-            mask = torch.tensor([[1] * (p + len(t)) + [0] * (width - len(t)) for t, _ in batch], device=dev)
-            keep, wanted = self._targets(batch, width, 0)
-            pos = torch.arange(p, p + width, device=dev).expand(len(batch), -1)
-
-            def inputs(ids=ids, mask=mask, pos=pos, n=len(batch)) -> dict[str, Any]:
+            def inputs(ids=ids, mask=mask, n=len(batch)) -> dict[str, Any]:
+                if cache is None:
+                    return {"input_ids": ids, "attention_mask": mask}
                 kv = copy.deepcopy(cache)
                 kv.batch_repeat_interleave(n)
-                return {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "past_key_values": kv,
-                        "use_cache": True}
+                return {"input_ids": ids, "attention_mask": mask, "past_key_values": kv, "use_cache": True,
+                        "position_ids": torch.arange(p, p + ids.shape[1], device=dev).expand(n, -1)}
 
             self._add(self._kept_logits(keep, inputs), wanted, scores)
 
@@ -277,14 +272,13 @@ class TransformersBackend:
                 kw["past_key_values"] = copy.deepcopy(cache)  # generate() runs only the prompt's tokens
             if params.stop:
                 kw.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
-            pad = self.tokenizer.pad_token_id
             with torch.no_grad(), torch.random.fork_rng(devices=[]):
                 torch.manual_seed(params.seed ^ zlib.crc32(prompt.encode("utf-8")))  # per prompt: batch-free
                 try:
                     gen = self.model.generate(input_ids=torch.tensor([ids], device=self.model.device),
                                               attention_mask=torch.ones((1, len(ids)), dtype=torch.long,
                                                                         device=self.model.device),
-                                              pad_token_id=self.tokenizer.eos_token_id if pad is None else pad,
+                                              pad_token_id=self._pad,
                                               **kw)
                 except (RuntimeError, ValueError) as e:
                     raise BackendError(f"transformers generate failed: {e}") from e
@@ -299,16 +293,16 @@ class TransformersBackend:
         from transformers import LogitsProcessorList
 
         tok, dev = self.tokenizer, self.model.device
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         seqs = [pids + self._ids(p, special=False) for p in prompts]
         order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))  # similar lengths share a batch
         outs: list[str] = [""] * len(seqs)
         for b0 in range(0, len(order), self.generate_batch_size):
             idx = order[b0:b0 + self.generate_batch_size]
             width = max(len(seqs[i]) for i in idx)
-            ids = torch.tensor([[pad] * (width - len(seqs[i])) + seqs[i] for i in idx], device=dev)
+            ids = torch.tensor([[self._pad] * (width - len(seqs[i])) + seqs[i] for i in idx], device=dev)
             mask = torch.tensor([[0] * (width - len(seqs[i])) + [1] * len(seqs[i]) for i in idx], device=dev)
-            kw: dict[str, Any] = {"max_new_tokens": params.max_tokens, "do_sample": False, "pad_token_id": pad}
+            kw: dict[str, Any] = {"max_new_tokens": params.max_tokens, "do_sample": False,
+                                  "pad_token_id": self._pad}
             if params.temperature > 0:  # greedy over the sampler's one-hot scores = the sampler's draw
                 seeds = [params.seed ^ zlib.crc32(prompts[i].encode("utf-8")) for i in idx]
                 kw["logits_processor"] = LogitsProcessorList([_RowSampler(params, seeds, dev)])
