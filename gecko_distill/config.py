@@ -10,7 +10,7 @@ import difflib
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -87,7 +87,11 @@ class EmbedderConfig(_Config):
 
     model: str = Field("all-MiniLM-L6-v2", description="'all-MiniLM-L6-v2' (packaged), a local path or a "
                        "hub name.")
-    batch_size: int = Field(64, ge=1, description="Encoding batch size.")
+    batch_size: int = Field(64, ge=1, description="Encoding batch size (texts per batch, at most).")
+    batch_tokens: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+        "auto", description="Cap each encoding batch at this many padded tokens: long passages go in small "
+        "batches, short queries in big ones (faster on a CPU, same embeddings). 'auto' = 4096 on a CPU and "
+        "plain batches of batch_size on a GPU; null = always plain batches.")
     max_seq_length: int | None = Field(256, ge=8, description="Truncate inputs to this many tokens.")
     device: str | None = Field(None, description="Device (default: sentence-transformers' choice).")
     trust_remote_code: bool = Field(False, description="Allow model repos to run their own code.")

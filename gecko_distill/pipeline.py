@@ -91,7 +91,8 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True) -> PipelineRe
         trust_remote_code=config.embedder.trust_remote_code))
     fret = timer.run("mine", lambda: _executor(config).mine(
         gen.queries, passages, embedder=embedder, llm=llm, config=config.mining, out_dir=out / "fret",
-        prompts=prompts, embed_batch_size=config.embedder.batch_size, progress=progress))
+        prompts=prompts, embed_batch_size=config.embedder.batch_size,
+        embed_batch_tokens=config.embedder.batch_tokens, progress=progress))
     llm.close()
     result = PipelineResult(out, corpus_report, gen, fret, timer)
     if tcfg is not None:

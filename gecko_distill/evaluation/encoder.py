@@ -18,6 +18,7 @@ from mteb.models import ModelMeta
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ScoringFunction
 
+from gecko_distill.embedding.batching import BatchTokens, encode_batched
 from gecko_distill.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -73,7 +74,8 @@ class MatryoshkaEncoder(AbsEncoder):
         model: The loaded model.
         name: Name recorded in mteb's model metadata (e.g. the model path).
         revision: Revision recorded in the metadata (we use the weights' fingerprint).
-        batch_size: Encoding batch size.
+        batch_size: Encoding batch size (texts per batch, at most).
+        batch_tokens: Padded tokens per batch (see :mod:`gecko_distill.embedding.batching`).
         store: Optional on-disk cache of full-dim embeddings.
         show_progress: Show sentence-transformers' progress bar while encoding.
 
@@ -88,6 +90,7 @@ class MatryoshkaEncoder(AbsEncoder):
         name: str,
         revision: str | None = None,
         batch_size: int = 32,
+        batch_tokens: BatchTokens = "auto",
         store: EmbeddingStore | None = None,
         show_progress: bool = True,
     ) -> None:
@@ -98,6 +101,7 @@ class MatryoshkaEncoder(AbsEncoder):
             raise ConfigError(f"model {name!r} does not report its embedding size")
         self.dim: int = self.full_dim
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self.store = store
         self.show_progress = show_progress
         self.encoded_texts = 0  # texts actually run through the model (cache misses)
@@ -125,15 +129,15 @@ class MatryoshkaEncoder(AbsEncoder):
         # Chunks so that an interrupted run keeps what it encoded (each chunk lands in the store).
         for start in range(0, len(missing), self.chunk_size):
             chunk = missing[start : start + self.chunk_size]
-            vecs = self.model.encode(
+            vecs = encode_batched(
+                self.model,
                 chunk,
-                prompt="",
                 batch_size=self.batch_size,
-                convert_to_numpy=True,
+                batch_tokens=self.batch_tokens,
+                show_progress=self.show_progress,
+                prompt="",
                 normalize_embeddings=False,
-                show_progress_bar=self.show_progress,
             )
-            vecs = np.asarray(vecs, dtype=np.float32)
             self.encoded_texts += len(chunk)
             if self.store is not None:
                 self.store.put(chunk, vecs)

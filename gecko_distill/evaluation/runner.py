@@ -200,6 +200,7 @@ def evaluate(
                 name=name,
                 revision=fp,
                 batch_size=cfg.batch_size,
+                batch_tokens=cfg.batch_tokens,
                 store=store,
                 show_progress=cfg.show_progress,
             )

@@ -22,6 +22,7 @@ from gecko_distill._stage import LLMShardWork, ShardRunner, run_shards
 from gecko_distill.artifacts import StageDir, fingerprint
 from gecko_distill.config import MiningConfig
 from gecko_distill.corpus.normalize import truncate_words
+from gecko_distill.embedding.batching import BatchTokens
 from gecko_distill.embedding.loader import embedder_id
 from gecko_distill.embedding.formats import SYMMETRIC_TASK_TYPES, format_document, format_query
 from gecko_distill.errors import InputError
@@ -87,6 +88,7 @@ def mine(
     out_dir: str | Path,
     prompts: PromptSet | None = None,
     embed_batch_size: int = 64,
+    embed_batch_tokens: BatchTokens = "auto",
     progress: bool = True,
     shard_runner: ShardRunner | None = None,
 ) -> MiningResult:
@@ -125,8 +127,10 @@ def mine(
     # memory stays flat as the corpus grows (bench/scale.py).
     corpus = encode_corpus_streaming(
         embedder, (format_document(p.text, p.title) for p in passages), out_dir=stage.path / "embeddings",
-        index=config.index, k=config.num_neighbours, batch_size=embed_batch_size, show_progress=progress)
-    q_emb = encode_texts(embedder, [format_query(q.task, q.query) for q in queries], batch_size=embed_batch_size)
+        index=config.index, k=config.num_neighbours, batch_size=embed_batch_size, batch_tokens=embed_batch_tokens,
+        show_progress=progress)
+    q_emb = encode_texts(embedder, [format_query(q.task, q.query) for q in queries], batch_size=embed_batch_size,
+                         batch_tokens=embed_batch_tokens)
     nb = corpus.search(q_emb, k=config.num_neighbours)
     seed_vecs = corpus.vectors([by_id[q.passage_id] for q in queries])
     cand_lists: list[tuple[list[int], list[float]]] = []

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from gecko_distill.artifacts import atomic_write_bytes, atomic_write_text
+from gecko_distill.embedding.batching import BatchTokens
 from gecko_distill.mining.neighbours import Neighbours, encode_texts, exact_search, measure_recall, merge_topk
 from gecko_distill.mining.passage_index import IndexPlan, PassageIndex, plan_index
 
@@ -172,6 +173,7 @@ def encode_corpus_streaming(
     index: str = "auto",
     k: int = 20,
     batch_size: int = 64,
+    batch_tokens: BatchTokens = "auto",
     storage: Literal["flat", "sq8"] = "flat",
     seed: int = 0,
     threads: int | None = None,
@@ -207,7 +209,7 @@ def encode_corpus_streaming(
         path = directory / f"emb-{i:05d}-{key}.npy"
         emb = _load_shard(path, len(chunk))
         if emb is None:
-            emb = encode_texts(model, chunk, batch_size=batch_size)
+            emb = encode_texts(model, chunk, batch_size=batch_size, batch_tokens=batch_tokens)
             buf = io.BytesIO()
             np.save(buf, emb, allow_pickle=False)
             atomic_write_bytes(path, buf.getvalue())

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gecko_distill.embedding.batching import BatchTokens, encode_batched
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -50,18 +52,19 @@ class Neighbours:
 
 
 def encode_texts(model: SentenceTransformer | Any, texts: Sequence[str], *, batch_size: int = 64,
-                 show_progress: bool = False) -> np.ndarray:
+                 batch_tokens: BatchTokens = "auto", show_progress: bool = False) -> np.ndarray:
     """Encode to float32, L2-normalised (so inner product is cosine); repeated texts are encoded once.
 
     ``model`` is a :class:`~sentence_transformers.SentenceTransformer` or anything with the same
     ``encode(texts, batch_size=, convert_to_numpy=, normalize_embeddings=, show_progress_bar=)``.
+    ``batch_tokens`` caps the padded tokens per batch (``"auto"``: on a CPU only; see
+    :mod:`gecko_distill.embedding.batching`), ``batch_size`` the texts per batch.
     """
     texts = list(texts)
     first = dict.fromkeys(texts)  # LLM-written queries repeat; each distinct text is encoded once
     unique = list(first) if len(first) < len(texts) else texts
-    emb = model.encode(unique, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
-                       show_progress_bar=show_progress)
-    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    emb = encode_batched(model, unique, batch_size=batch_size, batch_tokens=batch_tokens,
+                         show_progress=show_progress, normalize_embeddings=True)
     if unique is texts:
         return emb
     pos = {t: i for i, t in enumerate(unique)}

@@ -71,3 +71,23 @@ def test_approximate_indexes_agree_with_exact_on_minilm_vectors(lee_emb) -> None
     assert recall_at_k(search(q, p, k=20, index="faiss-ivf"), exact) == 1.0
     assert recall_at_k(search(q, p, k=20, index="faiss-hnsw"), exact) >= 0.95
     np.testing.assert_array_equal(search(q, p, k=20, index="faiss-flat").indices, exact.indices)
+
+
+def test_token_budgeted_batches_give_the_same_minilm_embeddings(minilm, lee, lee_emb) -> None:  # noqa: ANN001
+    """The CPU default (batches capped in padded tokens) changes how texts are grouped, not the vectors."""
+    from gecko_distill.embedding.batching import token_budget_batches
+
+    passages, queries = lee
+    whole, _ = lee_emb
+    from unittest import mock
+
+    plain = encode_texts(minilm, passages + queries, batch_size=64, batch_tokens=None)
+    with mock.patch.object(minilm, "encode", wraps=minilm.encode) as spy:  # the real encode, counted
+        budgeted = encode_texts(minilm, passages + queries, batch_size=64, batch_tokens=512)
+    assert spy.call_count > 5 and max(len(c.args[0]) for c in spy.call_args_list) <= 64
+    np.testing.assert_allclose(budgeted, plain, atol=1e-5)
+    np.testing.assert_allclose(budgeted[: len(passages)], whole, atol=1e-5)
+    # The real tokenizer's lengths drive the plan: ~100-token passages 4-5 per batch, short queries many more.
+    lengths = [len(x) for x in minilm.tokenizer(passages + queries, truncation=True, max_length=256)["input_ids"]]
+    sizes = [len(b) for b in token_budget_batches(lengths, batch_size=64, max_tokens=512)]
+    assert max(lengths[: len(passages)]) > 80 and sizes[0] <= 6 and max(sizes) > 10, sizes
