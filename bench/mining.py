@@ -8,7 +8,7 @@ is printed); no quantisation, no other runtime.
 
 - ours: :func:`encode_corpus_streaming` (shards on disk, fresh directory: no cache hit) + query encoding
   + top-k through the planned index (exact below 100k passages), with its defaults: on a CPU, batches are
-  capped at 4,096 padded tokens as well as at ``--batch-size`` texts (:mod:`gecko_distill.embedding.batching`).
+  capped at 2,048 padded tokens as well as at ``--batch-size`` texts (:mod:`gecko_distill.embedding.batching`).
 - sentence-transformers: ``mine_hard_negatives(dataset, model, corpus=..., num_negatives=k,
   include_positives=True, output_format="n-tuple")`` -- with ``include_positives`` its candidates are
   the plain top-k retrieval, which we compare with ours (agreement = overlap of the two top-k lists).
@@ -20,11 +20,13 @@ match sentence-transformers) and sentence-transformers at ``--st-small-batch`` (
 which recovers part of the gain by hand on corpora of uniform length). Ours also runs on half the corpus:
 its peak RSS should not grow with the corpus (only the n x 384 float32 index does, 1.5 KiB per passage).
 
-Data: SciFact (corpus + train claims with a qrel) from ``$GECKO_BENCHDATA`` or ``../shared/benchdata``;
-without it, the Lee news corpus shipped in gensim's wheel (first sentences as queries).
+Data (``--data``): SciFact (corpus + train claims with a qrel) from ``$GECKO_BENCHDATA`` or
+``../shared/benchdata``; without it, the Lee news corpus shipped in gensim's wheel; ``wiki`` is the demo's
+Wikipedia passages (gensim's wheel). Lee and wiki use passages' first sentences as queries.
 
     python bench/mining.py                          # 500 passages, 200 queries, k=20, 3 runs each (~5 min idle)
     python bench/mining.py --corpus-size 5183 --queries 809 --repeats 1
+    python bench/mining.py --data wiki              # the demo's corpus: mixed lengths, more padding to save
 """
 
 from __future__ import annotations
@@ -48,12 +50,29 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 
-def load_data(corpus_size: int, num_queries: int) -> tuple[str, list[str], list[str], list[int]]:
-    """(source, passages, queries, positive passage index per query), deterministic."""
+def load_data(corpus_size: int, num_queries: int, data: str = "auto") -> tuple[str, list[str], list[str], list[int]]:
+    """(source, passages, queries, positive passage index per query), deterministic.
+
+    ``data``: ``scifact`` (human-written claims, abstracts mostly cut at 256 tokens), ``lee`` (news of mixed
+    length), ``wiki`` (the demo's Wikipedia passages, mixed length), ``auto`` = scifact when present, else lee.
+    For lee and wiki the queries are passages' first sentences.
+    """
     from gecko_distill.embedding import format_document, format_query
 
     bench = Path(os.environ.get("GECKO_BENCHDATA", REPO.parent / "shared" / "benchdata")) / "scifact"
-    if (bench / "corpus.jsonl.gz").exists():
+    if data == "scifact" and not (bench / "corpus.jsonl.gz").exists():
+        raise SystemExit(f"--data scifact: {bench}/corpus.jsonl.gz not found (set GECKO_BENCHDATA)")
+    if data == "wiki":
+        import itertools
+
+        from gecko_distill.corpus.demo import iter_demo_corpus
+
+        wiki = list(itertools.islice(iter_demo_corpus("demo:gensim-wiki"), corpus_size))
+        passages = [format_document(p.text, p.title) for p in wiki]
+        queries = [format_query("find the encyclopedia passage", re.split(r"(?<=[.!?])\s", p.text, maxsplit=1)[0])
+                   for p in wiki[:num_queries]]
+        return "demo Wikipedia passages (gensim wheel)", passages, queries, list(range(len(queries)))
+    if data in ("auto", "scifact") and (bench / "corpus.jsonl.gz").exists():
         with gzip.open(bench / "corpus.jsonl.gz", "rt", encoding="utf-8") as f:
             docs = [json.loads(line) for line in f]
         claims = {}
@@ -90,11 +109,12 @@ def _usage() -> tuple[float, float]:
     return r.ru_utime + r.ru_stime, r.ru_maxrss / 1024
 
 
-def child(method: str, corpus_size: int, num_queries: int, k: int, batch_size: int, shard_size: int) -> dict:
+def child(method: str, corpus_size: int, num_queries: int, k: int, batch_size: int, shard_size: int,
+          data: str = "auto") -> dict:
     """One timed run: ``ours`` (library defaults), ``ours-plain`` (fixed batches) or ``st``."""
     from gecko_distill.embedding import load_embedder
 
-    _, passages, queries, positives = load_data(corpus_size, num_queries)
+    _, passages, queries, positives = load_data(corpus_size, num_queries, data)
     model = load_embedder("all-MiniLM-L6-v2", max_seq_length=256)
     cpu0, _ = _usage()
     t0 = time.perf_counter()
@@ -128,7 +148,7 @@ def child(method: str, corpus_size: int, num_queries: int, k: int, batch_size: i
 def _run(args: argparse.Namespace, method: str, corpus_size: int, batch_size: int | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", method, "--corpus-size", str(corpus_size), "--queries",
            str(args.queries), "--k", str(args.k), "--batch-size", str(batch_size or args.batch_size),
-           "--shard-size", str(args.shard_size)]
+           "--shard-size", str(args.shard_size), "--data", args.data]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -172,13 +192,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="runs per method, alternating (ABBA...)")
     ap.add_argument("--st-small-batch", type=int, default=8,
                     help="one more sentence-transformers run at this fixed batch size (0: skip)")
+    ap.add_argument("--data", choices=["auto", "scifact", "lee", "wiki"], default="auto",
+                    help="auto: SciFact from $GECKO_BENCHDATA or ../shared/benchdata, else lee")
     ap.add_argument("--child", choices=["ours", "ours-plain", "st"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(child(a.child, a.corpus_size, a.queries, a.k, a.batch_size, a.shard_size)))
+        print(json.dumps(child(a.child, a.corpus_size, a.queries, a.k, a.batch_size, a.shard_size, a.data)))
         return
 
-    source, passages, queries, _ = load_data(a.corpus_size, a.queries)
+    source, passages, queries, _ = load_data(a.corpus_size, a.queries, a.data)
     print(f"data: {source}: {len(passages)} passages, {len(queries)} queries, k={a.k}, "
           f"batch {a.batch_size}, all-MiniLM-L6-v2 (max_seq_length 256), CPU threads: {os.cpu_count()}")
     order = (["ours", "st", "st", "ours"] * a.repeats)[: 2 * a.repeats]

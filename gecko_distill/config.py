@@ -90,7 +90,7 @@ class EmbedderConfig(_Config):
     batch_size: int = Field(64, ge=1, description="Encoding batch size (texts per batch, at most).")
     batch_tokens: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
         "auto", description="Cap each encoding batch at this many padded tokens: long passages go in small "
-        "batches, short queries in big ones (faster on a CPU, same embeddings). 'auto' = 4096 on a CPU and "
+        "batches, short queries in big ones (faster on a CPU, same embeddings). 'auto' = 2048 on a CPU and "
         "plain batches of batch_size on a GPU; null = always plain batches.")
     max_seq_length: int | None = Field(256, ge=8, description="Truncate inputs to this many tokens.")
     device: str | None = Field(None, description="Device (default: sentence-transformers' choice).")

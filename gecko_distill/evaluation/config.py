@@ -109,7 +109,7 @@ class EvaluationConfig(BaseModel):
     seed: int = Field(42, description="Seed of subsets and of MTEB's classification/clustering protocols.")
     batch_size: int = Field(32, ge=1, description="Encoding batch size (texts per batch, at most).")
     batch_tokens: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
-        "auto", description="Cap each encoding batch at this many padded tokens ('auto': 4096 on a CPU, plain "
+        "auto", description="Cap each encoding batch at this many padded tokens ('auto': 2048 on a CPU, plain "
         "batches on a GPU; null: plain batches). Same embeddings, less time on a CPU.")
     max_seq_length: int | None = Field(None, ge=8, description="Override the models' max sequence length.")
     cache_dir: str | None = Field(
