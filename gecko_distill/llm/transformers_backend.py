@@ -187,16 +187,13 @@ class TransformersBackend:
                 scores[req] += float(row[tok])
 
     def _batches(self, rows: list[tuple[list[int], dict[int, list[tuple[int, int]]]]]):
-        """Row batches of similar length, bounded in rows and in padded tokens."""
-        order = sorted((i for i, (t, _) in enumerate(rows) if t), key=lambda i: len(rows[i][0]))
-        start = 0
-        while start < len(order):
-            end = start + 1
-            while (end < len(order) and end - start < self.batch_size
-                   and (end - start + 1) * len(rows[order[end]][0]) <= self.batch_tokens):
-                end += 1
-            yield [rows[i] for i in order[start:end]]
-            start = end
+        """Row batches of similar length, bounded in rows and in padded tokens (the embedder's planner)."""
+        from gecko_distill.embedding.batching import token_budget_batches
+
+        kept = [r for r in rows if r[0]]
+        for idx in token_budget_batches([len(t) for t, _ in kept], batch_size=self.batch_size,
+                                        max_tokens=self.batch_tokens):
+            yield [kept[i] for i in idx]
 
     def _kept_logits(self, keep: Any, inputs: Callable[[], dict[str, Any]]) -> Any:
         """Logits at the ``keep`` positions only, row-major. A boolean ``logits_to_keep`` projects just
