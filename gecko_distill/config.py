@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gecko_distill.errors import ConfigError
 
@@ -95,6 +95,10 @@ class EmbedderConfig(_Config):
     max_seq_length: int | None = Field(256, ge=8, description="Truncate inputs to this many tokens.")
     device: str | None = Field(None, description="Device (default: sentence-transformers' choice).")
     trust_remote_code: bool = Field(False, description="Allow model repos to run their own code.")
+    input_format: Literal["auto", "unified", "plain", "none"] = Field(
+        "auto", description="How the retriever reads queries and passages: 'auto' (default) = the format it "
+        "was trained with (raw text for an off-the-shelf model, its recorded format for a gecko-distill "
+        "model); 'unified' = Gecko's 'task: … | query: …' / 'title: … | text: …'; 'plain'; 'none' = raw text.")
 
 
 class GenerationConfig(_Config):
@@ -111,6 +115,20 @@ class GenerationConfig(_Config):
     max_passage_words: int = Field(160, ge=16, description="Passages are cut to this many words in prompts.")
     batch_size: int = Field(8, ge=1, description="Prompts per backend call (and per resumable shard).")
     seed: int = Field(0, description="Seed for passage and task sampling.")
+    queries_per_passage: int = Field(1, ge=1, description="Queries written per seed passage, each for a "
+                                     "different task type (small corpora need several: GPL on SciFact gains "
+                                     "from 1 to 50). Above len(task_types) needs temperature > 0.")
+    filter_generic: bool = Field(True, description="Reject queries that cannot be understood without their "
+                                 "passage ('What is the purpose of the article?', 'this study shows ...') "
+                                 "or that are too short to name anything (reject reason 'generic').")
+
+    @model_validator(mode="after")
+    def _enough_types(self) -> GenerationConfig:
+        if self.queries_per_passage > len(self.task_types) and self.temperature == 0:
+            raise ValueError(f"queries_per_passage={self.queries_per_passage} > {len(self.task_types)} task types "
+                             "with temperature=0 would write the same query twice; set temperature > 0 "
+                             "(e.g. 0.7) or lower queries_per_passage")
+        return self
 
 
 class MiningConfig(_Config):
@@ -141,6 +159,9 @@ class MiningConfig(_Config):
     negative_policy: str = Field("last", description="'last' (rank N), 'random', or 'rank:K'.")
     max_passage_words: int = Field(160, ge=16, description="Passages are cut to this many words for scoring.")
     max_queries: int | None = Field(None, ge=1, description="Mine at most this many generated queries.")
+    round_trip_k: int | None = Field(None, ge=1, description="Round-trip filter (Promptagator): keep a query "
+                                     "only if the retriever ranks its seed passage in its top-k, before any "
+                                     "LLM scoring (dropped queries cost no LLM call). None = keep all.")
     batch_size: int = Field(4, ge=1, description="Queries per scoring batch (and per resumable shard).")
     seed: int = Field(0, description="Seed for the 'random' negative policy.")
 

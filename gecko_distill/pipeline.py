@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from gecko_distill.artifacts import atomic_write_text
 from gecko_distill.config import PipelineConfig
+from gecko_distill.errors import ConfigError
 from gecko_distill.corpus import CorpusReport, read_corpus
 from gecko_distill.generation import GenerationResult, generate
 from gecko_distill.llm import CachedLLM, load_llm
@@ -69,11 +70,24 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True) -> PipelineRe
     """Corpus → generation → mining (→ training → evaluation when configured)."""
     out = Path(config.out_dir)
     tcfg = None
+    ecfg = None
     if config.training is not None:  # validate now: a typo must not surface after hours of mining
         from gecko_distill.config import validate_config
         from gecko_distill.training import TrainingConfig
 
         tcfg = validate_config(config.training, TrainingConfig, source="[training]")
+    if config.evaluation is not None:
+        from gecko_distill.config import validate_config
+        from gecko_distill.evaluation.config import EvaluationConfig
+
+        if tcfg is None:
+            raise ConfigError("[evaluation] evaluates the trained model: add a [training] table")
+        ecfg = validate_config(config.evaluation, EvaluationConfig, source="[evaluation]")
+        if not ecfg.data:
+            raise ConfigError("[evaluation] needs data = [\"path/to/set\", ...] (BEIR, STS, classification or "
+                              "pair-classification folders)")
+        if ecfg.base is None or ecfg.base == "all-MiniLM-L6-v2":
+            ecfg = ecfg.model_copy(update={"base": tcfg.base_model})
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "pipeline.json", config.model_dump_json(indent=2))
     timer = Timer()
@@ -92,13 +106,21 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True) -> PipelineRe
     fret = timer.run("mine", lambda: _executor(config).mine(
         gen.queries, passages, embedder=embedder, llm=llm, config=config.mining, out_dir=out / "fret",
         prompts=prompts, embed_batch_size=config.embedder.batch_size,
-        embed_batch_tokens=config.embedder.batch_tokens, progress=progress))
+        embed_batch_tokens=config.embedder.batch_tokens, embed_format=config.embedder.input_format,
+        progress=progress))
     llm.close()
     result = PipelineResult(out, corpus_report, gen, fret, timer)
     if tcfg is not None:
         from gecko_distill.training import train
 
         result.extra["training"] = timer.run("train", lambda: train(out / "fret", out / "model", config=tcfg))
+    if ecfg is not None:
+        from gecko_distill.evaluation import DataSpec, evaluate
+
+        if ecfg.cache_dir is None:
+            ecfg = ecfg.model_copy(update={"cache_dir": str(out / "eval-cache")})
+        result.extra["evaluation"] = timer.run("evaluate", lambda: evaluate(
+            str(out / "model"), [DataSpec.parse(d) for d in ecfg.data], out_dir=out / "eval", config=ecfg))
     atomic_write_text(out / "run.json", json.dumps({
         "stage_seconds": {k: round(v, 2) for k, v in timer.seconds.items()},
         "total_seconds": round(timer.total, 2), "llm_cache": {"hits": llm.hits, "misses": llm.misses},

@@ -47,11 +47,28 @@ def render_summary(result: Any) -> None:
         if f"{name}_positive" in fret:
             p, n = fret[f"{name}_positive"], fret[f"{name}_negative"]
             t.add_row(f"{name.upper()} score positive / negative (median)", f"{p['median']:.3f} / {n['median']:.3f}")
+    if "round_trip" in fret:
+        rt = fret["round_trip"]
+        t.add_row(f"round-trip filter (seed in top-{rt['k']})", f"dropped {rt['dropped']} of {rt['generated']}")
+    tr = result.extra.get("training")
+    if tr is not None:
+        t.add_row("training rows / steps", f"{tr.rows} / {tr.steps}" + (" (already trained)" if tr.skipped else ""))
+        if tr.first_loss is not None:
+            t.add_row("training loss first / last", f"{tr.first_loss:.3f} / {tr.last_loss:.3f}")
     for stage, secs in result.timings.seconds.items():
         t.add_row(f"time: {stage}", f"{secs:.1f} s")
     t.add_row("time: total", f"{result.timings.total:.1f} s")
     console.print(t)
     console.print(f"FRet dataset: {result.fret.path}/fret.jsonl and fret.parquet")
+    if tr is not None:
+        console.print(f"trained model: {tr.model_dir}")
+    ev = result.extra.get("evaluation")
+    if ev is not None:
+        from gecko_distill.evaluation.runner import markdown_table
+
+        fmts = ", ".join(f"{k}: {v.get('prompts', '?')}" for k, v in ev.models.items())
+        console.print(f"evaluation (main score x100, each model in its own format; {fmts}):")
+        console.print(markdown_table(ev.summary), markup=False, highlight=False)
 
 
 def _run(cfg: PipelineConfig, progress: bool) -> None:

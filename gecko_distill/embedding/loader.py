@@ -12,7 +12,7 @@ from gecko_distill.errors import BackendUnavailable
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["PACKAGED_EMBEDDERS", "embedder_id", "load_embedder", "resolve_embedder_path"]
+__all__ = ["PACKAGED_EMBEDDERS", "embedder_format", "embedder_id", "load_embedder", "resolve_embedder_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,17 @@ def _warn_if_pickle_only(folder: Path) -> None:
         logger.warning("%s has pickle weights only (%s); they are loaded with torch's restricted unpickler "
                        "(tensors only). Prefer a safetensors copy of the model.", folder,
                        ", ".join(sorted(p.name for p in pickles)[:3]))
+
+
+def embedder_format(model: SentenceTransformer) -> str:
+    """The input format ``model`` was trained with (``none`` = raw text unless gecko-distill recorded one)."""
+    from gecko_distill.embedding.formats import native_mode
+
+    try:
+        name = str(model[0].auto_model.config._name_or_path)
+    except (AttributeError, IndexError, TypeError):
+        return "none"
+    return native_mode(name if Path(name).is_dir() else None)
 
 
 def embedder_id(model: SentenceTransformer) -> str:

@@ -72,6 +72,11 @@ class EvaluationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    data: list[str] = Field(
+        default_factory=list,
+        description="Evaluation sets (folders; kind auto-detected; 'PATH:SPLIT' picks a split), used by "
+        "`gecko-distill run` and `evaluate --config`; the CLI's --data adds to them.",
+    )
     base: str | None = Field(
         "all-MiniLM-L6-v2",
         description="Base model evaluated beside the trained one (alias, path or hub name); None to skip.",
@@ -83,15 +88,16 @@ class EvaluationConfig(BaseModel):
     )
     prompts: Literal["auto", "unified", "plain", "none"] = Field(
         "auto",
-        description="Input format: 'unified' (Gecko's 'task: … | query: …' / 'title: … | text: …'), "
-        "'plain' (the paper's format ablation: task and text concatenated), 'none' (raw text, as MTEB "
-        "feeds it), "
-        "'auto' (the trained model's recorded format, else unified).",
+        description="The evaluated model's input format: 'auto' (default) = the format it was trained with "
+        "(a gecko-distill model's recorded format; raw text for any other model, as MTEB feeds it); "
+        "'unified' (Gecko's 'task: … | query: …' / 'title: … | text: …'), 'plain' (task and text "
+        "concatenated, the paper's format ablation), 'none' (raw text).",
     )
-    base_prompts: Literal["same", "unified", "plain", "none"] = Field(
-        "same",
-        description="The base model's input format: 'same' as the trained model (one format for both), "
-        "or its own, e.g. 'none' for an off-the-shelf model that never saw Gecko's prompts.",
+    base_prompts: Literal["auto", "same", "unified", "plain", "none"] = Field(
+        "auto",
+        description="The base model's input format: 'auto' (default) = its own format, so each model is "
+        "compared in the format it was trained with (MTEB's protocol); 'same' = whatever the evaluated model "
+        "gets (a same-format ablation), or a fixed format.",
     )
     task_strings: dict[str, str] = Field(
         default_factory=dict,

@@ -32,6 +32,7 @@ import numpy as np
 from gecko_distill.artifacts import atomic_write_bytes, fingerprint
 from gecko_distill.corpus.normalize import truncate_words
 from gecko_distill.embedding.formats import format_document, format_query
+from gecko_distill.embedding.loader import embedder_format
 from gecko_distill.evaluation.data import RetrievalSet
 from gecko_distill.evaluation.metrics import score_run
 from gecko_distill.mining.fusion import fuse, rank
@@ -87,13 +88,14 @@ def _corpus_embeddings(embedder: SentenceTransformer, docs: Sequence[tuple[str, 
 
     path = None
     if cache_dir is not None:
-        key = fingerprint([embedder_id(embedder), fingerprint([d for d, _, _ in docs]), len(docs),
+        key = fingerprint([embedder_id(embedder), embedder_format(embedder), fingerprint([d for d, _, _ in docs]), len(docs),
                            fingerprint([t[:64] for _, _, t in docs])])
         path = cache_dir / f"corpus-{key}.npy"
         if path.exists():
             return np.load(path)
     logger.info("encoding %d documents with the first-stage embedder", len(docs))
-    emb = encode_texts(embedder, [format_document(t, title) for _, title, t in docs], batch_size=batch_size)
+    mode = embedder_format(embedder)
+    emb = encode_texts(embedder, [format_document(t, title, mode=mode) for _, title, t in docs], batch_size=batch_size)
     if path is not None:
         buf = io.BytesIO()
         np.save(buf, emb)
@@ -108,7 +110,9 @@ def first_stage(data: RetrievalSet, embedder: SentenceTransformer, *, task: str,
     Args:
         data: The set (its ``queries`` may be a subset; see ``load_eval_set(limit=)``).
         embedder: The first-stage (seed) embedder.
-        task: The task string of the unified query format (Gecko Table 9; ``fact checking`` for SciFact).
+        task: The task string of the unified query format (Gecko Table 9; ``fact checking`` for SciFact), used
+            when the embedder reads that format; the embedder reads queries and documents in its own format
+            (raw text for an off-the-shelf model), as the mining stage does.
         cache_dir: Keep the corpus embeddings here (``corpus-<hash>.npy``) so reruns skip the encoding.
     """
     from gecko_distill.mining.neighbours import encode_texts, search
@@ -120,7 +124,8 @@ def first_stage(data: RetrievalSet, embedder: SentenceTransformer, *, task: str,
     if not judged:
         raise ValueError(f"{data.path}: no query has a judged-relevant document")
     doc_emb = _corpus_embeddings(embedder, data.corpus, Path(cache_dir) if cache_dir else None, batch_size)
-    q_emb = encode_texts(embedder, [format_query(task, t) for _, t in judged], batch_size=batch_size)
+    mode = embedder_format(embedder)
+    q_emb = encode_texts(embedder, [format_query(task, t, mode=mode) for _, t in judged], batch_size=batch_size)
     nb = search(q_emb, doc_emb, k=min(top_k, len(data.corpus)), index="auto")  # exact below 100k documents
     out = []
     for (qid, text), idx, sc in zip(judged, nb.indices, nb.scores, strict=True):

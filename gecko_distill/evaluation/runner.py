@@ -26,6 +26,7 @@ from gecko_distill.artifacts import atomic_write_text
 from gecko_distill.evaluation.config import EvaluationConfig, task_string_for
 from gecko_distill.evaluation.data import EvalSet, load_eval_set
 from gecko_distill.evaluation.encoder import MatryoshkaEncoder, resolve_dims
+from gecko_distill.embedding.formats import native_mode
 from gecko_distill.evaluation.formatting import InputFormat, PromptMode
 from gecko_distill.evaluation.tasks import MAIN_SCORES, build_task_factory
 
@@ -45,6 +46,15 @@ class DataSpec:
     kind: str = "auto"
     split: str | None = None
     name: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> DataSpec:
+        """``PATH`` or ``PATH:SPLIT`` (e.g. ``../shared/benchdata/nfcorpus:dev``)."""
+        if ":" in spec and not Path(spec).exists():
+            path, split = spec.rsplit(":", 1)
+            if split and "/" not in split:
+                return cls(path=path, split=split)
+        return cls(path=spec)
 
 
 @dataclass(frozen=True)
@@ -108,16 +118,12 @@ def load_sets(data: Sequence[str | Path | DataSpec], config: EvaluationConfig) -
     return sets
 
 
-def _prompt_mode(config: EvaluationConfig, model_path: str) -> PromptMode:
-    if config.prompts != "auto":
-        return config.prompts
-    if Path(model_path).is_dir():
-        from gecko_distill.training.model_info import read_model_info
-
-        info = read_model_info(model_path)
-        if info is not None and not info.unified_format:
-            return "plain"
-    return "unified"
+def _prompt_mode(requested: str, model_path: str) -> PromptMode:
+    """The input format a model is evaluated in: ``requested``, or for 'auto' the format it was trained with
+    (MTEB's protocol: a model without gecko-distill prompts reads raw text)."""
+    if requested != "auto":
+        return requested  # type: ignore[return-value]
+    return native_mode(model_path if Path(model_path).is_dir() else None)
 
 
 def _scalar_metrics(scores: dict[str, Any]) -> dict[str, float]:
@@ -168,8 +174,13 @@ def evaluate(
     cfg = config or EvaluationConfig()
     t_start = time.time()
     sets = load_sets(data, cfg)
-    mode = _prompt_mode(cfg, resolve_embedder_path(model))
-    modes = {"trained": mode, "base": mode if cfg.base_prompts == "same" else cfg.base_prompts}
+    mode = _prompt_mode(cfg.prompts, resolve_embedder_path(model))
+    if cfg.base is None or cfg.base_prompts == "same":
+        base_mode = mode
+    else:
+        base_mode = _prompt_mode(cfg.base_prompts, resolve_embedder_path(cfg.base))
+    modes = {"trained": mode, "base": base_mode}
+    logger.info("input formats: trained model %s, base %s", mode, base_mode)
     formats: dict[tuple[str, str], InputFormat] = {}
     factories: dict[tuple[str, str], Any] = {}
     for s in sets:
@@ -335,7 +346,10 @@ def _write_outputs(out: Path, res: EvaluationResult, cfg: EvaluationConfig) -> N
     atomic_write_text(out / "results.json", json.dumps([asdict(r) for r in res.records], indent=2))
     atomic_write_text(out / "summary.json", json.dumps(res.summary, indent=2))
     notes = sorted({n for s in res.sets for n in s["notes"]})
-    md = "# Evaluation\n\nMain scores ×100 (MTEB main score per task kind).\n\n" + markdown_table(res.summary)
+    fmts = "; ".join(f"{label} ({m['name']}): {m['prompts']}" for label, m in res.models.items())
+    splits = ", ".join(f"{s['name']}: {s['split']}" for s in res.sets)
+    md = ("# Evaluation\n\nMain scores ×100 (MTEB main score per task kind). Each model in its input format "
+          f"({fmts}; 'none' = raw text). Splits: {splits}.\n\n" + markdown_table(res.summary))
     if notes:
         md += "\nSubsets (not comparable with published MTEB numbers):\n" + "".join(f"- {n}\n" for n in notes)
     atomic_write_text(out / "results.md", md)

@@ -33,13 +33,13 @@ if TYPE_CHECKING:
 
 __all__ = ["MAIN_SCORES", "LocalTask", "build_task_factory"]
 
-#: MTEB's main score per kind (pair classification: AP of cosine similarity, as the issue and the paper's
-#: MTEB v1 numbers use; mteb 2 reports ``max_ap`` too, equal for normalised embeddings).
+#: MTEB's main score per kind (pair classification: mteb 2's ``max_ap``, the best AP over cosine, dot,
+#: euclidean and manhattan scores).
 MAIN_SCORES: dict[str, str] = {
     "retrieval": "ndcg_at_10",
     "sts": "cosine_spearman",
     "classification": "accuracy",
-    "pair_classification": "cosine_ap",
+    "pair_classification": "max_ap",
     "clustering": "v_measure",
 }
 

@@ -86,7 +86,12 @@ def generate(
     stage.prepare(fp)
     seeds = sample_seeds(passages, config.num_passages, seed=config.seed)
     types = assign_task_types(len(seeds), config.task_types, seed=config.seed)
-    items = list(zip(seeds, types, strict=True))
+    # Several queries per passage: copy j of a passage takes the task type j places after its first one, so
+    # one passage's queries have distinct types (distinct prompts: greedy decoding writes distinct queries)
+    # and every type keeps its uniform share. Passage-major order: a passage's queries sit together.
+    order = list(config.task_types)
+    items = [(p, order[(order.index(tt) + j) % len(order)]) for p, tt in zip(seeds, types, strict=True)
+             for j in range(config.queries_per_passage)]
     params = GenerationParams(max_tokens=config.max_new_tokens, temperature=config.temperature,
                               stop=("\n\n", "\nPassage:", "\nTask type:"), seed=config.seed)
 
@@ -99,7 +104,8 @@ def generate(
         for (p, tt), text, out in zip(batch, texts, outs, strict=True):
             row: dict[str, Any] = {"passage_id": p.id, "task_type": tt, "raw": out}
             try:
-                row["task"], row["query"] = parse_task_query(out, text, max_query_words=config.max_query_words)
+                row["task"], row["query"] = parse_task_query(out, text, max_query_words=config.max_query_words,
+                                                             filter_generic=config.filter_generic)
                 row["reject"] = None
             except ParseError as e:
                 row["task"], row["query"], row["reject"] = None, None, e.reason

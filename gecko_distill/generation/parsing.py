@@ -6,7 +6,8 @@ The completion continues a prompt that ends in ``Task:``, so a good one looks li
     Query: why did the delta grow
 
 Reject reasons (counted in the stage summary): ``empty``, ``malformed`` (no ``Query:`` line),
-``missing_task``, ``empty_query``, ``too_long``, ``copy_of_passage``, ``duplicate_query`` (stage level).
+``missing_task``, ``empty_query``, ``too_long``, ``copy_of_passage``, ``generic`` (when filtered: see
+:func:`is_generic`), ``duplicate_query`` (stage level).
 """
 
 from __future__ import annotations
@@ -16,10 +17,29 @@ import re
 from gecko_distill.corpus.normalize import normalize_text
 from gecko_distill.errors import ParseError
 
-__all__ = ["REJECT_REASONS", "parse_task_query"]
+__all__ = ["REJECT_REASONS", "is_generic", "parse_task_query"]
 
 REJECT_REASONS = ("empty", "malformed", "missing_task", "empty_query", "too_long", "copy_of_passage",
-                  "duplicate_query")
+                  "generic", "duplicate_query")
+
+# A query that points at "the article" / "this study" / "the author" is about a passage the searcher never
+# saw: it cannot be answered from a corpus, and teaches the student nothing about the domain.
+_DEICTIC = re.compile(
+    r"\b(the|this|that|these|above|given|following)\s+(article|passage|text|paper|document|study|studies|"
+    r"abstract|excerpt|report|author|authors|researchers|findings|results)\b", re.IGNORECASE)
+_STOP = frozenset("a an the of in on for to and or is are was were be been what which who how why when where "
+                  "does do did it its this that these those with by from as at about".split())
+
+
+def is_generic(query: str) -> bool:
+    """True for a query that needs its passage to make sense (points at "the study" / "the article" and names
+    fewer than four other content words) or names fewer than two content words at all."""
+    deictic = _DEICTIC.search(query)
+    rest = _DEICTIC.sub(" ", query) if deictic else query
+    content = [w for w in re.findall(r"[\w-]+", rest.casefold()) if w not in _STOP]
+    # "What is the purpose of the study?" names nothing; "the study links iris colour to macular pigment
+    # density" still names its subject: a deictic phrase is fatal only when little else is said.
+    return len(content) < (4 if deictic else 2)
 
 _QUERY_LINE = re.compile(r"^\s*query\s*[:：]\s*(.*)$", re.IGNORECASE)
 _QUOTES = "\"'“”‘’«»「」"
@@ -29,7 +49,8 @@ def _clean(s: str) -> str:
     return normalize_text(s).strip(_QUOTES + " ").strip()
 
 
-def parse_task_query(completion: str, passage: str, *, max_query_words: int = 40) -> tuple[str, str]:
+def parse_task_query(completion: str, passage: str, *, max_query_words: int = 40,
+                     filter_generic: bool = False) -> tuple[str, str]:
     """Return ``(task, query)`` or raise :class:`ParseError` whose ``reason`` is a reject key."""
     if not completion or not completion.strip():
         raise ParseError("empty", "the LLM returned nothing")
@@ -61,4 +82,6 @@ def parse_task_query(completion: str, passage: str, *, max_query_words: int = 40
     # A query that repeats >= 8 words (or most of itself) of the passage verbatim is a copy, not a query.
     if q == p or (len(q) >= 40 and q in p and n_words >= 8):
         raise ParseError("copy_of_passage", "the query copies the passage")
+    if filter_generic and is_generic(query):
+        raise ParseError("generic", "the query needs its passage to make sense, or names almost nothing")
     return task, query

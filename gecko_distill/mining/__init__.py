@@ -23,8 +23,8 @@ from gecko_distill.artifacts import StageDir, fingerprint
 from gecko_distill.config import MiningConfig
 from gecko_distill.corpus.normalize import truncate_words
 from gecko_distill.embedding.batching import BatchTokens
-from gecko_distill.embedding.loader import embedder_id
-from gecko_distill.embedding.formats import SYMMETRIC_TASK_TYPES, format_document, format_query
+from gecko_distill.embedding.loader import embedder_format, embedder_id
+from gecko_distill.embedding.formats import SYMMETRIC_TASK_TYPES, InputMode, format_document, format_query
 from gecko_distill.errors import InputError
 from gecko_distill.llm.base import LLMBackend
 from gecko_distill.mining.auto_fusion import plan_for_mining
@@ -89,15 +89,19 @@ def mine(
     prompts: PromptSet | None = None,
     embed_batch_size: int = 64,
     embed_batch_tokens: BatchTokens = "auto",
+    embed_format: str = "auto",
     progress: bool = True,
     shard_runner: ShardRunner | None = None,
 ) -> MiningResult:
     """Write ``out_dir/fret.jsonl`` + ``fret.parquet`` + ``manifest.json`` and return the rows.
 
-    ``shard_runner`` runs the LLM scoring elsewhere (e.g. a Ray actor pool, see ``gecko_distill.executors``);
-    neighbour search and selection stay here, so the rows are the same either way.
+    ``embed_format`` is how the retriever reads queries and passages ('auto': the format it was trained with,
+    raw text for an off-the-shelf model). ``shard_runner`` runs the LLM scoring elsewhere (e.g. a Ray actor
+    pool, see ``gecko_distill.executors``); neighbour search and selection stay here, so the rows are the same
+    either way.
     """
     prompts = prompts or load_prompts()
+    fmt: InputMode = embedder_format(embedder) if embed_format == "auto" else embed_format  # type: ignore[assignment]
     if config.max_queries is not None:
         queries = queries[: config.max_queries]
     if not queries:
@@ -110,6 +114,7 @@ def mine(
                          "mine with the same corpus the generation stage used")
     fp = fingerprint({
         "stage": "fret", "config": config.model_dump(), "llm": llm.fingerprint, "embedder": embedder_id(embedder),
+        "embed_format": fmt,
         "queries": fingerprint([(q.passage_id, q.task_type, q.task, q.query) for q in queries]),
         "corpus": fingerprint([(p.id, p.title, p.text) for p in passages]),
         "prompts": [prompts.version, prompts.ql_prefix, prompts.ql_item, prompts.rc_prefix, prompts.rc_item],
@@ -126,12 +131,24 @@ def mine(
     # Streamed in shards (cached under the stage dir, resumable) into an index chosen by corpus size:
     # memory stays flat as the corpus grows (bench/scale.py).
     corpus = encode_corpus_streaming(
-        embedder, (format_document(p.text, p.title) for p in passages), out_dir=stage.path / "embeddings",
+        embedder, (format_document(p.text, p.title, mode=fmt) for p in passages), out_dir=stage.path / "embeddings",
         index=config.index, k=config.num_neighbours, batch_size=embed_batch_size, batch_tokens=embed_batch_tokens,
         show_progress=progress)
-    q_emb = encode_texts(embedder, [format_query(q.task, q.query) for q in queries], batch_size=embed_batch_size,
-                         batch_tokens=embed_batch_tokens)
+    q_emb = encode_texts(embedder, [format_query(q.task, q.query, mode=fmt) for q in queries],
+                         batch_size=embed_batch_size, batch_tokens=embed_batch_tokens)
     nb = corpus.search(q_emb, k=config.num_neighbours)
+    n_generated = len(queries)
+    round_trip_dropped = 0
+    if config.round_trip_k is not None:
+        # Round-trip consistency (Promptagator): a query whose own passage the retriever does not put in its
+        # top-k is often unanswerable or generic. Decided before any LLM call, so dropping costs nothing.
+        keep = [qi for qi, q in enumerate(queries) if by_id[q.passage_id] in nb.indices[qi][: config.round_trip_k]]
+        round_trip_dropped = len(queries) - len(keep)
+        queries = [queries[qi] for qi in keep]
+        q_emb, nb = q_emb[keep], type(nb)(nb.indices[keep], nb.scores[keep])
+        if not queries:
+            raise InputError(f"the round-trip filter (round_trip_k={config.round_trip_k}) dropped all "
+                             f"{n_generated} queries: raise round_trip_k or unset it")
     seed_vecs = corpus.vectors([by_id[q.passage_id] for q in queries])
     cand_lists: list[tuple[list[int], list[float]]] = []
     for qi, q in enumerate(queries):
@@ -172,7 +189,9 @@ def mine(
         rng = random.Random(f"{config.seed}:{qi}")
         sel = select(order, seed_pos, positive_policy=config.positive_policy,
                      negative_policy=config.negative_policy, rng=rng)
-        candidates = [{"id": passages[c].id, "retriever": round(retr[j], 6), "rank_retriever": j + 1,
+        # Candidate texts travel with the row so that training can distil the LLM's ranking of all of them.
+        candidates = [{"id": passages[c].id, "title": passages[c].title, "text": passages[c].text,
+                       "retriever": round(retr[j], 6), "rank_retriever": j + 1,
                        **{n: round(s[n][j], 6) for n in s}, **{f"rank_{n}": ranks[n][j] for n in ranks},
                        "fused": round(fused[j], 6), "rank_fused": fused_rank[j]} for j, c in enumerate(idx)]
 
@@ -196,6 +215,9 @@ def mine(
                    progress=progress, runner=shard_runner)
     rows = stage.read_shards(n)
     summary = _summary(rows, len(queries), config)
+    summary["embed_format"] = fmt
+    if config.round_trip_k is not None:
+        summary["round_trip"] = {"k": config.round_trip_k, "generated": n_generated, "dropped": round_trip_dropped}
     if plan is not None:
         summary["auto_fusion"] = plan.as_dict()
     stage.finalize(rows, fp=fp, config=config.model_dump(), summary=summary, started_at=started,

@@ -20,12 +20,14 @@ if TYPE_CHECKING:
     from gecko_distill.training.config import MixSource, PrefinetuneConfig, TrainingConfig, parse_mix_spec
     from gecko_distill.training.finetune import train
     from gecko_distill.training.loop import TrainResult
+    from gecko_distill.training.distill import DistillLoss
     from gecko_distill.training.losses import CachedGeckoLoss, GeckoLoss
     from gecko_distill.training.model_info import ModelInfo, read_model_info
     from gecko_distill.training.prefinetuning import prefinetune
 
 __all__ = [
     "CachedGeckoLoss",
+    "DistillLoss",
     "GeckoLoss",
     "MixSource",
     "ModelInfo",
@@ -40,6 +42,7 @@ __all__ = [
 
 _WHERE = {
     "CachedGeckoLoss": "losses",
+    "DistillLoss": "distill",
     "GeckoLoss": "losses",
     "MixSource": "config",
     "ModelInfo": "model_info",

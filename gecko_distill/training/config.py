@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gecko_distill.config import CorpusConfig
+from gecko_distill.embedding.formats import InputMode, native_mode
+from gecko_distill.embedding.loader import resolve_embedder_path
 
 __all__ = ["MixSource", "PrefinetuneConfig", "TrainingConfig", "default_matryoshka_dims", "parse_mix_spec"]
 
@@ -67,9 +69,12 @@ class _TrainerSettings(_Config):
     mini_batch_size: int | None = Field(
         None, ge=1, description="GradCache: embed and back-propagate this many rows at a time "
         "(CachedGeckoLoss) so the batch can grow without growing activation memory. None = plain loss.")
-    unified_format: bool = Field(
-        True, description="Gecko's 'task: … | query: …' / 'title: … | text: …' formats; False = plain "
-        "concatenation (the paper's format ablation).")
+    input_format: Literal["auto", "unified", "plain", "none"] = Field(
+        "auto", description="What the student reads: 'unified' (Gecko's 'task: … | query: …' / "
+        "'title: … | text: …'), 'plain' (task and text concatenated, the paper's format ablation), 'none' (raw "
+        "text, no prompts saved), or 'auto' (default): the base model's own format -- raw text for an "
+        "off-the-shelf model, the recorded format for a gecko-distill model. A few thousand rows cannot teach "
+        "a small model a new prompt format without costing it elsewhere (docs/headline.md).")
     batch_size: int = Field(32, ge=2, description="Rows per batch (in-batch negatives grow with it).")
     epochs: float = Field(1.0, gt=0, description="Passes over the training data.")
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (overrides epochs if > 0).")
@@ -88,6 +93,28 @@ class _TrainerSettings(_Config):
     resume: bool = Field(True, description="Resume from the latest checkpoint in MODEL_DIR/checkpoints.")
     device: str | None = Field(None, description="Device ('cpu', 'cuda'); default: the trainer's choice.")
     show_progress: bool = Field(True, description="Progress bar while training.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_unified(cls, data: object) -> object:
+        # `unified_format = true/false` (before input_format existed) still loads.
+        if isinstance(data, dict) and "unified_format" in data:
+            data = dict(data)
+            flag = data.pop("unified_format")
+            if flag is not None:
+                data.setdefault("input_format", "unified" if flag else "plain")
+        return data
+
+    @property
+    def unified_format(self) -> bool:
+        return self.input_format == "unified"
+
+    def resolved_input_format(self) -> InputMode:
+        """``input_format`` with 'auto' resolved to the base model's own format (raw text for a model that
+        gecko-distill did not train, its recorded format for one it did)."""
+        if self.input_format != "auto":
+            return self.input_format
+        return native_mode(resolve_embedder_path(self.base_model))
 
     @field_validator("matryoshka_dims")
     @classmethod
@@ -123,6 +150,44 @@ class TrainingConfig(_TrainerSettings):
     use_negatives: bool = Field(True, description="Use FRet's hard negatives; False trains on "
                                 "(query, positive) pairs (the paper's 'none' ablation).")
     mix: list[MixSource] = Field(default_factory=list, description="Extra sources mixed with FRet.")
+    # Distillation of the LLM's scores over each row's N candidates (training/distill.py). GPL and Tamber et al.
+    # find that the teacher's scores, not hard 0/1 labels, are what lift a strong embedder on a new domain.
+    distill: Literal["auto", "none", "listwise", "margin_mse"] = Field(
+        "none", description="'listwise': KL between a tempered softmax of the teacher's scores over each row's "
+        "candidates and the student's softmax over the same candidates; 'margin_mse': GPL's MarginMSE between "
+        "the teacher's top candidate and each other one; 'none' (default): eq. 3 alone -- with the packaged "
+        "270M LLM as teacher, distillation did not beat it (docs/headline.md); 'auto': listwise when the FRet "
+        "rows carry scored candidates with their texts, else none.")
+    distill_signals: dict[str, float] = Field(
+        default_factory=lambda: {"ql": 1.0}, description="Teacher = weighted sum of per-row z-scored candidate "
+        "scores: 'ql', 'rc', 'fused' (what mining stored) and 'retriever' (the seed embedder's cosine).")
+    distill_candidates: int | None = Field(None, ge=2, description="Distil over at most this many of each row's "
+                                           "candidates: the teacher's top half plus evenly spaced ranks below "
+                                           "(each candidate is one more text to embed per row; on a CPU 4-5 keep "
+                                           "training affordable). None = all.")
+    teacher_temperature: float = Field(1.0, gt=0, description="Divides the (z-scored) teacher scores before "
+                                       "the softmax: lower = peakier target.")
+    distill_weight: float = Field(1.0, ge=0, description="Weight of the distillation term.")
+    contrastive_weight: float = Field(1.0, ge=0, description="Weight of eq. 3 (in-batch + hard negative) when "
+                                      "distilling; 0 = distillation alone.")
+    base_weight: float = Field(0.0, ge=0, description="Keep what the base knows: weight of 1 - cos(student, "
+                               "frozen base) on every text of the batch (queries and candidate passages). "
+                               "0 = off.")
+    merge_base: float = Field(0.0, ge=0, lt=1, description="After training, average the weights with the base "
+                              "model's: theta = (1 - a) * trained + a * base (WiSE-FT). Keeps general skills at a "
+                              "fraction of the in-domain gain; 0 = off.")
+    round_trip_k: int | None = Field(None, ge=1, description="Train only on rows whose seed passage the mining "
+                                     "retriever ranked in its top-k (round-trip consistency, post hoc).")
+    corpus: str | None = Field(None, description="Corpus the FRet set was mined from: candidate texts for "
+                               "distillation from FRet sets that predate stored candidate texts.")
+
+    @model_validator(mode="after")
+    def _distill_terms(self) -> TrainingConfig:
+        if self.distill not in ("none", "auto") and not self.distill_signals:
+            raise ValueError("distill needs at least one entry in distill_signals, e.g. {ql = 1.0}")
+        if self.distill not in ("none", "auto") and self.distill_weight == 0 and self.contrastive_weight == 0:
+            raise ValueError("distill_weight and contrastive_weight are both 0: nothing to train")
+        return self
 
 
 class PrefinetuneConfig(_TrainerSettings):

@@ -16,8 +16,12 @@ Sources and their conversions:
   seeded id appended to all three (paper §3.3): other rows in the batch carry other ids, so they are
   trivially wrong and the loss concentrates on x⁺ vs x⁻ instead of punishing same-label false negatives.
 
-``unified=False`` swaps the formats for plain concatenation (``{task} {query}``, ``{title} {text}``), the
-paper's Table 4 format ablation.
+``mode="plain"`` swaps the formats for plain concatenation (``{task} {query}``, ``{title} {text}``), the
+paper's Table 4 format ablation; ``mode="none"`` is raw text (the native format of an off-the-shelf model).
+
+For distillation (:mod:`gecko_distill.training.distill`) a FRet row also yields its N candidate passages
+(columns ``cand_0 … cand_{N-1}``, formatted like the positive) and the teacher's score of each (the
+``label`` column, a list of N floats), read from the scores mining stored for every candidate.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gecko_distill.artifacts import StageDir, read_jsonl
-from gecko_distill.embedding.formats import SYMMETRIC_TASK_TYPES, format_document, format_query
+from gecko_distill.embedding.formats import SYMMETRIC_TASK_TYPES, InputMode, format_document, format_query
 from gecko_distill.errors import InputError
 
 if TYPE_CHECKING:
@@ -109,19 +113,40 @@ def _need(row: dict[str, Any], key: str, where: str, hint: str) -> str:
     return v
 
 
-def format_fret_rows(rows: list[dict[str, Any]], *, unified: bool = True, use_negatives: bool = True,
-                     where: str = "fret.jsonl") -> tuple[dict[str, list[str]], Counter[str]]:
+def format_fret_rows(rows: list[dict[str, Any]], *, mode: InputMode = "unified", use_negatives: bool = True,
+                     where: str = "fret.jsonl", teacher: dict[str, float] | None = None,
+                     corpus: dict[str, tuple[str, str]] | None = None,
+                     max_candidates: int | None = None) -> tuple[dict[str, list[Any]], Counter[str]]:
     """FRet rows → ``{"anchor", "positive"[, "negative"]}`` columns from the raw fields.
 
     Rows without a hard negative are dropped (and counted) when the others have one: a dataset must have
     one column set. Returns the columns and a counter of dropped rows by reason.
+
+    With ``teacher`` (signal name → weight, e.g. ``{"ql": 1.0}``) each row also gives ``cand_0 … cand_{N-1}``
+    (its N candidates, formatted like the positive) and ``label`` (the teacher score of each candidate, see
+    :func:`teacher_scores`). Candidate texts come from the row, else from ``corpus`` (id → (title, text)) for
+    FRet sets mined before rows carried them. Rows whose candidate count differs from the most common one are
+    dropped (a batch needs one column set).
     """
+    n_cands = n_all = 0
+    if teacher:
+        counts = Counter(len(r.get("candidates") or []) for r in rows)
+        n_all = n_cands = counts.most_common(1)[0][0] if counts else 0
+        if max_candidates is not None:
+            n_cands = min(n_cands, max_candidates)
+        if n_cands < 2:
+            raise InputError(f"{where}: distillation needs each row's scored candidates, but the rows carry "
+                             f"{n_cands}; mine again, or train without distillation (distill = 'none')")
     hint = "FRet rows need task, query, positive_text; rerun `gecko-distill mine`"
     has_neg = [bool(isinstance(r.get("negative_text"), str) and r["negative_text"].strip()) for r in rows]
     with_neg = use_negatives and any(has_neg)
     cols: dict[str, list[str]] = {"anchor": [], "positive": []}
     if with_neg:
         cols["negative"] = []
+    for j in range(n_cands):
+        cols[f"cand_{j}"] = []
+    if teacher:
+        cols["label"] = []
     dropped: Counter[str] = Counter()
     for i, (row, neg_ok) in enumerate(zip(rows, has_neg, strict=True)):
         loc = f"{where}:{i + 1}"
@@ -132,15 +157,87 @@ def format_fret_rows(rows: list[dict[str, Any]], *, unified: bool = True, use_ne
             dropped["no_negative"] += 1
             continue
         sym = _is_symmetric(row.get("task_type"))
-        cols["anchor"].append(format_query(task, query, unified=unified))
+        if teacher:
+            cands = row.get("candidates") or []
+            if len(cands) != n_all:
+                dropped["candidate_count"] += 1
+                continue
+            scores = teacher_scores(cands, teacher, where=loc)  # z-scored over all N, then subset
+            keep = spread_subset(scores, n_cands)
+            for j, k in enumerate(keep):
+                title, text = _candidate_text(cands[k], corpus, loc)
+                cols[f"cand_{j}"].append(format_document(text, title, task=task, symmetric=sym, mode=mode))
+            cols["label"].append([scores[k] for k in keep])
+        cols["anchor"].append(format_query(task, query, mode=mode))
         cols["positive"].append(format_document(pos, row.get("positive_title"), task=task, symmetric=sym,
-                                                unified=unified))
+                                                mode=mode))
         if with_neg:
             cols["negative"].append(format_document(row["negative_text"], row.get("negative_title"),
-                                                    task=task, symmetric=sym, unified=unified))
-    if dropped:
-        logger.warning("%s: dropped %d row(s) without a hard negative", where, dropped["no_negative"])
+                                                    task=task, symmetric=sym, mode=mode))
+    for reason, n in dropped.items():
+        logger.warning("%s: dropped %d row(s): %s", where, n, reason)
     return cols, dropped
+
+
+def resolve_distill(distill: str, rows: list[dict[str, Any]], signals: dict[str, float], *,
+                    has_corpus: bool = False) -> str:
+    """``distill='auto'`` → 'listwise' when the rows carry candidates with every teacher signal and their texts
+    (or a corpus is given to look them up), else 'none' (older FRet sets, hand-made triplets)."""
+    if distill != "auto":
+        return distill
+    cands = (rows[0].get("candidates") or []) if rows else []
+    ok = len(cands) >= 2 and all(all(s in c for s in signals) for c in cands) and (
+        has_corpus or all(isinstance(c.get("text"), str) for c in cands))
+    if not ok:
+        logger.info("distill=auto: the FRet rows carry no scored candidate texts; training on eq. 3 alone")
+    return "listwise" if ok else "none"
+
+
+def spread_subset(scores: list[float], k: int) -> list[int]:
+    """Indices of ``k`` of the candidates: the teacher's top ceil(k/2), then evenly spaced ranks below them
+    down to the last. Keeps the head the listwise loss cares most about and a spread of negatives."""
+    order = sorted(range(len(scores)), key=lambda j: (-scores[j], j))
+    if k >= len(order):
+        return order
+    head = (k + 1) // 2
+    rest = order[head:]
+    tail = k - head
+    picks = [rest[round(i * (len(rest) - 1) / max(tail - 1, 1))] for i in range(tail)] if tail > 1 else rest[-1:]
+    return order[:head] + picks
+
+
+def _candidate_text(cand: dict[str, Any], corpus: dict[str, tuple[str, str]] | None, where: str) -> tuple[str, str]:
+    if isinstance(cand.get("text"), str):
+        return str(cand.get("title") or ""), cand["text"]
+    if corpus is not None and str(cand.get("id")) in corpus:
+        return corpus[str(cand["id"])]
+    raise InputError(f"{where}: candidate {cand.get('id')!r} has no text (FRet sets mined before candidate texts "
+                     "were stored); set training.corpus to the corpus it was mined from, or distill = 'none'")
+
+
+def teacher_scores(cands: list[dict[str, Any]], signals: dict[str, float], *, where: str = "row") -> list[float]:
+    """The teacher's score of each candidate: a weighted sum of per-row z-scored signals.
+
+    Why z-scores: the signals live on unrelated scales (QL in nats per query token, RC a log-probability, the
+    retriever a cosine), and a listwise loss reads only *differences within a row*; z-scoring per row puts
+    them on one scale so that the weights mean what they say and the teacher temperature does not depend on
+    the LLM. A signal that is flat over a row (std < 1e-6) contributes nothing to it.
+    """
+    total = [0.0] * len(cands)
+    for name, w in signals.items():
+        try:
+            vals = [float(c[name]) for c in cands]
+        except (KeyError, TypeError, ValueError):
+            have = sorted(k for k in cands[0] if isinstance(cands[0][k], (int, float)) and not k.startswith("rank"))
+            raise InputError(f"{where}: candidates have no {name!r} score (they have {have}); choose "
+                             f"distill_signals among those, or mine with that scorer") from None
+        mean = sum(vals) / len(vals)
+        std = (sum((v - mean) ** 2 for v in vals) / len(vals)) ** 0.5
+        if std < 1e-6:
+            continue
+        for j, v in enumerate(vals):
+            total[j] += w * (v - mean) / std
+    return total
 
 
 def balance_task_types(rows: list[dict[str, Any]], *, seed: int) -> list[dict[str, Any]]:
@@ -159,9 +256,28 @@ def balance_task_types(rows: list[dict[str, Any]], *, seed: int) -> list[dict[st
     return out
 
 
+def _round_trip(rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """Rows whose seed passage the mining retriever ranked in its top-k (round-trip consistency)."""
+    kept = []
+    for r in rows:
+        seed = next((c for c in r.get("candidates") or [] if c.get("id") == r.get("seed_id")), None)
+        if seed is not None and int(seed.get("rank_retriever", k + 1)) <= k:
+            kept.append(r)
+    logger.info("round-trip filter (top-%d): kept %d of %d FRet rows", k, len(kept), len(rows))
+    return kept
+
+
+def _corpus_lookup(path: str) -> dict[str, tuple[str, str]]:
+    from gecko_distill.config import CorpusConfig
+    from gecko_distill.corpus import read_corpus
+
+    passages, _ = read_corpus(CorpusConfig(path=path, min_chars=0, dedup=False))
+    return {p.id: (p.title, p.text) for p in passages}
+
+
 # -- user sources -------------------------------------------------------------------------------------
 
-def pair_rows(rows: list[dict[str, Any]], *, task: str | None, symmetric: bool | None, unified: bool,
+def pair_rows(rows: list[dict[str, Any]], *, task: str | None, symmetric: bool | None, mode: InputMode,
               where: str) -> dict[str, list[str]]:
     """(query|anchor, positive[, negative]) rows → columns; all rows must agree on having a negative."""
     hint = "pair rows need 'query' (or 'anchor') and 'positive'; 'negative' is optional"
@@ -179,17 +295,17 @@ def pair_rows(rows: list[dict[str, Any]], *, task: str | None, symmetric: bool |
         t = row.get("task") or task or DEFAULT_TASKS["pairs"]
         sym = symmetric if symmetric is not None else bool(
             row.get("symmetric", _is_symmetric(row.get("task_type"))))
-        cols["anchor"].append(format_query(t, q, unified=unified))
+        cols["anchor"].append(format_query(t, q, mode=mode))
         cols["positive"].append(format_document(pos, row.get("positive_title"), task=t, symmetric=sym,
-                                                unified=unified))
+                                                mode=mode))
         if with_neg:
             neg = _need(row, "negative", loc, hint)
             cols["negative"].append(format_document(neg, row.get("negative_title"), task=t, symmetric=sym,
-                                                    unified=unified))
+                                                    mode=mode))
     return cols
 
 
-def nli_triples(rows: list[dict[str, Any]], *, task: str, unified: bool, where: str,
+def nli_triples(rows: list[dict[str, Any]], *, task: str, mode: InputMode, where: str,
                 seed: int = 0) -> tuple[dict[str, list[str]], Counter[str]]:
     """NLI rows → (premise, entailed hypothesis, contradicted hypothesis), symmetric format.
 
@@ -212,13 +328,13 @@ def nli_triples(rows: list[dict[str, Any]], *, task: str, unified: bool, where: 
         if not labels["entailment"] or not labels["contradiction"]:
             skipped["nli_incomplete_premise"] += 1
             continue
-        cols["anchor"].append(format_query(task, premise, unified=unified))
-        cols["positive"].append(format_query(task, rng.choice(labels["entailment"]), unified=unified))
-        cols["negative"].append(format_query(task, rng.choice(labels["contradiction"]), unified=unified))
+        cols["anchor"].append(format_query(task, premise, mode=mode))
+        cols["positive"].append(format_query(task, rng.choice(labels["entailment"]), mode=mode))
+        cols["negative"].append(format_query(task, rng.choice(labels["contradiction"]), mode=mode))
     return cols, skipped
 
 
-def classification_triples(rows: list[dict[str, Any]], *, task: str, unified: bool, seed: int,
+def classification_triples(rows: list[dict[str, Any]], *, task: str, mode: InputMode, seed: int,
                            where: str = "classification") -> tuple[dict[str, list[str]], Counter[str]]:
     """(text, label) rows → (x, same-label x⁺, other-label x⁻), one unique seeded id appended to all 3.
 
@@ -256,7 +372,7 @@ def classification_triples(rows: list[dict[str, Any]], *, task: str, unified: bo
             uid = f"{rng.getrandbits(32):08x}"
         used_ids.add(uid)
         for col, text in (("anchor", x), ("positive", pos), ("negative", neg)):
-            cols[col].append(format_query(task, f"{text} [{uid}]", unified=unified))
+            cols[col].append(format_query(task, f"{text} [{uid}]", mode=mode))
     return cols, skipped
 
 
@@ -273,7 +389,7 @@ def detect_kind(row: dict[str, Any], where: str) -> str:
                      "classification {text, label}, or set the kind explicitly.")
 
 
-def read_mix_source(src: MixSource, *, unified: bool, seed: int) -> tuple[dict[str, list[str]], Counter[str]]:
+def read_mix_source(src: MixSource, *, mode: InputMode, seed: int) -> tuple[dict[str, list[str]], Counter[str]]:
     """One user source (JSONL) → formatted columns and a counter of skipped rows by reason."""
     p = Path(src.path)
     if not p.is_file():
@@ -284,11 +400,11 @@ def read_mix_source(src: MixSource, *, unified: bool, seed: int) -> tuple[dict[s
     kind = detect_kind(rows[0], str(p)) if src.kind == "auto" else src.kind
     task = src.task or DEFAULT_TASKS[kind]
     if kind == "pairs":
-        cols = pair_rows(rows, task=src.task, symmetric=src.symmetric, unified=unified, where=str(p))
+        cols = pair_rows(rows, task=src.task, symmetric=src.symmetric, mode=mode, where=str(p))
         return cols, Counter()
     if kind == "nli":
-        return nli_triples(rows, task=task, unified=unified, where=str(p), seed=seed)
-    return classification_triples(rows, task=task, unified=unified, seed=seed, where=str(p))
+        return nli_triples(rows, task=task, mode=mode, where=str(p), seed=seed)
+    return classification_triples(rows, task=task, mode=mode, seed=seed, where=str(p))
 
 
 def _source_name(path: str, taken: set[str]) -> str:
@@ -299,8 +415,15 @@ def _source_name(path: str, taken: set[str]) -> str:
     return name
 
 
-def build_training_data(fret_path: str | Path | None, config: TrainingConfig) -> TrainingData:
-    """All sources of a fine-tuning run, formatted, with their sampling weights and a summary."""
+def build_training_data(fret_path: str | Path | None, config: TrainingConfig,
+                        mode: InputMode | None = None) -> TrainingData:
+    """All sources of a fine-tuning run, formatted, with their sampling weights and a summary.
+
+    ``mode`` is the resolved input format (``config.input_format`` with 'auto' resolved against the base
+    model); ``None`` takes ``config.input_format`` and reads 'auto' as 'unified'.
+    """
+    if mode is None:
+        mode = "unified" if config.input_format == "auto" else config.input_format  # type: ignore[assignment]
     datasets: dict[str, Dataset] = {}
     weights: dict[str, float] = {}
     summary: dict[str, Any] = {"sources": {}}
@@ -311,16 +434,22 @@ def build_training_data(fret_path: str | Path | None, config: TrainingConfig) ->
         task_counts = Counter(str(r.get("task_type")) for r in rows)
         if config.fret_task_sampling == "uniform":
             rows = balance_task_types(rows, seed=config.seed)
-        cols, dropped = format_fret_rows(rows, unified=config.unified_format,
-                                         use_negatives=config.use_negatives,
-                                         where=str(resolve_fret_dir(fret_path) / "fret.jsonl"))
+        distill = resolve_distill(config.distill, rows, config.distill_signals, has_corpus=bool(config.corpus))
+        teacher = dict(config.distill_signals) if distill != "none" else None
+        corpus = _corpus_lookup(config.corpus) if (teacher and config.corpus) else None
+        rows = _round_trip(rows, config.round_trip_k) if config.round_trip_k else rows
+        cols, dropped = format_fret_rows(rows, mode=mode, use_negatives=config.use_negatives,
+                                         where=str(resolve_fret_dir(fret_path) / "fret.jsonl"),
+                                         teacher=teacher, corpus=corpus,
+                                         max_candidates=config.distill_candidates)
         datasets["fret"] = _columns_to_dataset(cols)
         weights["fret"] = config.fret_weight
+        summary["distill"] = distill
         summary["sources"]["fret"] = {"rows": len(cols["anchor"]), "dropped": dict(dropped),
                                       "task_types": dict(task_counts), "columns": list(cols),
                                       "fingerprint": manifest.get("fingerprint")}
     for src in config.mix:
-        cols, skipped = read_mix_source(src, unified=config.unified_format, seed=config.seed)
+        cols, skipped = read_mix_source(src, mode=mode, seed=config.seed)
         if not cols["anchor"]:
             raise InputError(f"{src.path}: no usable rows after conversion (skipped: {dict(skipped)})")
         name = _source_name(src.path, set(datasets))

@@ -59,9 +59,11 @@ def train(
     """
     config = config or TrainingConfig()
     out = Path(out_dir)
-    training_data = build_training_data(data, config)
+    mode = config.resolved_input_format()
+    training_data = build_training_data(data, config, mode=mode)
     dump = config.model_dump(mode="json")
     inputs = {"sources": {n: s.get("fingerprint") for n, s in training_data.summary["sources"].items()},
+              "input_format": mode,
               "mix_files": {m.path: _file_digest(m.path) for m in config.mix}}
     fp = stage_fingerprint(dump, inputs)
     if is_finished(out, fp):
@@ -71,10 +73,13 @@ def train(
                            first_loss=None, last_loss=None, elapsed_s=0.0, skipped=True)
 
     model = load_embedder(config.base_model, device=config.device, max_seq_length=config.max_seq_length)
-    loss, dims = build_loss(model, config, same_tower=config.same_tower)
+    has_neg = all("negative" in d.column_names for d in training_data.datasets.values())
+    loss, dims = build_loss(model, config, same_tower=config.same_tower, n_contrastive=3 if has_neg else 2,
+                            distill=training_data.summary.get("distill", "none"))
     logger.info("training %s on %d rows (%s), dims %s, loss %s", config.base_model, training_data.num_rows,
                 ", ".join(f"{n}={len(d)}" for n, d in training_data.datasets.items()), dims or "full only",
                 type(loss).__name__)
     return run_trainer(model=model, data=training_data, settings=config, loss=loss, dims=dims, out_dir=out,
                        fp=fp, stage="train", config_dump=dump, callbacks=callbacks,
-                       same_tower=config.same_tower)
+                       same_tower=config.same_tower, input_format=mode)
+

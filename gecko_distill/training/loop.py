@@ -64,12 +64,33 @@ class TrainResult:
 
 
 def build_loss(model: SentenceTransformer, settings: _TrainerSettings, *,
-               same_tower: bool) -> tuple[nn.Module, list[int]]:
-    """``MatryoshkaLoss(GeckoLoss or CachedGeckoLoss)`` and the dims it trains (``[]`` = no Matryoshka)."""
+               same_tower: bool, n_contrastive: int = 3, distill: str | None = None) -> tuple[nn.Module, list[int]]:
+    """``MatryoshkaLoss(GeckoLoss | CachedGeckoLoss | DistillLoss)`` and the dims it trains (``[]`` = none).
+
+    ``DistillLoss`` when the settings distil candidate scores or anchor to the base; ``n_contrastive`` is the
+    number of eq. 3 columns in the data (2 without hard negatives, 3 with).
+    """
     from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss
 
-    if settings.mini_batch_size is not None:
-        base: nn.Module = CachedGeckoLoss(model, temperature=settings.temperature, same_tower=same_tower,
+    # `distill` is the resolved mode ('auto' is decided by the data: training/data.py resolve_distill)
+    distill = distill or getattr(settings, "distill", "none")
+    if distill == "auto":
+        distill = "none"
+    base_weight = getattr(settings, "base_weight", 0.0)
+    if distill != "none" or base_weight > 0:
+        from gecko_distill.training.distill import DistillLoss
+
+        if settings.mini_batch_size is not None:
+            raise ConfigError("distillation and base_weight do not run under GradCache (mini_batch_size); "
+                              "unset mini_batch_size or lower batch_size")
+        base: nn.Module = DistillLoss.with_frozen_base(
+            model, n_contrastive=n_contrastive, mode=distill if distill != "none" else "listwise",
+            temperature=settings.temperature, teacher_temperature=settings.teacher_temperature,
+            distill_weight=settings.distill_weight if distill != "none" else 0.0,
+            contrastive_weight=settings.contrastive_weight if distill != "none" else 1.0,
+            same_tower=same_tower, base_weight=base_weight)
+    elif settings.mini_batch_size is not None:
+        base = CachedGeckoLoss(model, temperature=settings.temperature, same_tower=same_tower,
                                           mini_batch_size=settings.mini_batch_size)
     else:
         base = GeckoLoss(model, temperature=settings.temperature, same_tower=same_tower)
@@ -158,6 +179,22 @@ def _truncate_log(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
+_CONTRASTIVE_COLUMNS = ("anchor", "positive", "negative")
+
+
+def contrastive_no_duplicates(dataset: Any, **kwargs: Any) -> Any:
+    """sentence-transformers' NO_DUPLICATES sampler, judged on eq. 3's columns only.
+
+    A duplicate among anchors/positives/negatives is a false in-batch negative, so those must be unique in a
+    batch. Distillation's candidate columns need not be: each row's candidates are compared with its own query
+    only, and rows retrieved for neighbouring queries share candidates, which would otherwise starve batches.
+    """
+    from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
+
+    cols = [c for c in dataset.column_names if c in _CONTRASTIVE_COLUMNS or not c.startswith("cand_")]
+    return NoDuplicatesBatchSampler(dataset.select_columns(cols), **kwargs)
+
+
 def _training_args(settings: _TrainerSettings, ckpt_dir: Path, multi_weights: Sequence[float] | None) -> Any:
     import torch
     from sentence_transformers import SentenceTransformerTrainingArguments
@@ -182,7 +219,7 @@ def _training_args(settings: _TrainerSettings, ckpt_dir: Path, multi_weights: Se
         bf16=settings.precision == "bf16",
         seed=settings.seed,
         data_seed=settings.seed,
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        batch_sampler=contrastive_no_duplicates,
         logging_steps=settings.logging_steps,
         save_strategy="steps",
         save_steps=settings.save_steps,
@@ -209,6 +246,7 @@ def run_trainer(
     config_dump: dict[str, Any],
     callbacks: Sequence[TrainerCallback] = (),
     same_tower: bool = True,
+    input_format: str | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` with ``loss`` and write the finished model directory ``out_dir``."""
     from datasets import DatasetDict
@@ -242,16 +280,22 @@ def run_trainer(
     if not trainer.is_world_process_zero():
         return result  # multi-process (torchrun) training: only rank 0 writes the model directory
 
+    alpha = getattr(settings, "merge_base", 0.0)
+    if alpha > 0:
+        merge_weights(model, settings.base_model, alpha)
     # The saved model carries Gecko's formats as named prompts: encode_query / encode_document pick up
     # "query" / "document", and each Table 9 task string is a prompt name of its own.
-    prompts = default_prompts(unified=settings.unified_format)
+    fmt = input_format or ("unified" if settings.input_format == "auto" else settings.input_format)
+    prompts = default_prompts(mode=fmt)  # type: ignore[arg-type]
     model.prompts = prompts
     model.default_prompt_name = None
     model.save_pretrained(str(out_dir))
     info = ModelInfo(matryoshka_dims=result.matryoshka_dims,
-                     embedding_dim=model.get_embedding_dimension(), unified_format=settings.unified_format,
+                     embedding_dim=model.get_embedding_dimension(), unified_format=fmt == "unified",
+                     input_format=fmt,
                      stage=stage, base_model=settings.base_model, prompts=prompts,
                      loss={"name": type(loss).__name__, "temperature": settings.temperature,
+                           **(loss.loss.get_config_dict() if hasattr(loss, "loss") else {}),
                            "same_tower": same_tower, "mini_batch_size": settings.mini_batch_size,
                            "matryoshka_weights": settings.matryoshka_weights})
     write_model_info(out_dir, info)
@@ -280,6 +324,23 @@ def _write_manifest(out_dir: Path, result: TrainResult, *, fp: str, stage: str, 
         "elapsed_s": result.elapsed_s,
     }
     atomic_write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
+
+
+def merge_weights(model: SentenceTransformer, base_model: str, alpha: float) -> None:
+    """WiSE-FT (Wortsman et al. 2022): ``theta = (1 - alpha) * trained + alpha * base``, in place.
+
+    Fine-tuned and starting weights lie in one low-loss basin, so their average keeps most of the in-domain
+    gain and most of what the base did well elsewhere; it costs one pass over the weights.
+    """
+    import torch
+
+    from gecko_distill.embedding.loader import load_embedder
+
+    base = load_embedder(base_model, device="cpu").state_dict()
+    with torch.no_grad():
+        for name, p in model.state_dict().items():
+            if name in base and p.dtype.is_floating_point and base[name].shape == p.shape:
+                p.copy_((1 - alpha) * p + alpha * base[name].to(p.device, p.dtype))
 
 
 def stage_fingerprint(config_dump: dict[str, Any], inputs: dict[str, Any]) -> str:

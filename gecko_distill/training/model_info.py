@@ -13,22 +13,25 @@ from pathlib import Path
 from typing import Any
 
 from gecko_distill.artifacts import atomic_write_text
-from gecko_distill.embedding.formats import document_prompt, query_prompt
+from gecko_distill.embedding.formats import MODEL_INFO_FILE, InputMode, document_prompt, query_prompt
 
 __all__ = ["MODEL_INFO_FILE", "ModelInfo", "default_prompts", "read_model_info", "write_model_info"]
-
-MODEL_INFO_FILE = "gecko_distill.json"
 
 #: Task strings of the paper's evaluation instructions (Table 9); each becomes a named model prompt.
 EVAL_TASKS = ("search result", "question answering", "fact checking", "semantic similarity", "classification")
 
 
-def default_prompts(*, unified: bool = True) -> dict[str, str]:
+def default_prompts(*, unified: bool = True, mode: InputMode | None = None) -> dict[str, str]:
     """Model prompts: ``query`` / ``document`` (used by ``encode_query`` / ``encode_document``) plus one
-    query-side prompt per Table 9 task string, e.g. ``prompt_name="fact checking"``."""
-    prompts = {"query": query_prompt("search result", unified=unified),
-               "document": document_prompt(None, unified=unified)}
-    prompts.update({t: query_prompt(t, unified=unified) for t in EVAL_TASKS})
+    query-side prompt per Table 9 task string, e.g. ``prompt_name="fact checking"``.
+
+    A model trained on raw text (``mode="none"``) ships no prompts: it is used, and evaluated, as its base was.
+    """
+    m = mode or ("unified" if unified else "plain")
+    if m == "none":
+        return {}
+    prompts = {"query": query_prompt("search result", mode=m), "document": document_prompt(None, mode=m)}
+    prompts.update({t: query_prompt(t, mode=m) for t in EVAL_TASKS})
     return prompts
 
 
@@ -38,7 +41,8 @@ class ModelInfo:
 
     matryoshka_dims: list[int]
     embedding_dim: int
-    unified_format: bool = True
+    unified_format: bool = True  # kept for readers of format_version 1; input_format says it all
+    input_format: str = "unified"
     stage: str = "train"
     base_model: str = ""
     loss: dict[str, Any] = field(default_factory=dict)
@@ -59,4 +63,6 @@ def read_model_info(model_dir: str | Path) -> ModelInfo | None:
         return None
     data = json.loads(path.read_text(encoding="utf-8"))
     known = set(ModelInfo.__dataclass_fields__)
+    if "input_format" not in data:  # written before input_format existed
+        data["input_format"] = "unified" if data.get("unified_format", True) else "plain"
     return ModelInfo(**{k: v for k, v in data.items() if k in known})

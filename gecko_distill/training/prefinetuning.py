@@ -125,9 +125,9 @@ def prefinetune(
         raise InputError(f"only {len(pairs)} self-supervised pair(s) from {len(passages)} passages "
                          f"(skipped: {dict(skipped)}); in-batch negatives need more. Try pair_mode="
                          "'first_sentence' or a larger corpus.")
-    unified = config.unified_format
-    cols = {"anchor": [format_query(config.task, q, unified=unified) for q, _ in pairs],
-            "positive": [format_document(d, None, unified=unified) for _, d in pairs]}
+    mode = config.resolved_input_format()
+    cols = {"anchor": [format_query(config.task, q, mode=mode) for q, _ in pairs],
+            "positive": [format_document(d, None, mode=mode) for _, d in pairs]}
     data = TrainingData(datasets={"pairs": Dataset.from_dict(cols)}, weights={"pairs": 1.0},
                         summary={"sources": {"pairs": {"rows": len(pairs), "passages": len(passages),
                                                        "dropped": dict(skipped)}}})
@@ -145,4 +145,5 @@ def prefinetune(
     loss, dims = build_loss(model, config, same_tower=False)
     logger.info("pre-finetuning %s on %d pairs (skipped %s)", config.base_model, len(pairs), dict(skipped))
     return run_trainer(model=model, data=data, settings=config, loss=loss, dims=dims, out_dir=out, fp=fp,
-                       stage="prefinetune", config_dump=dump, callbacks=callbacks, same_tower=False)
+                       stage="prefinetune", config_dump=dump, callbacks=callbacks, same_tower=False,
+                       input_format=mode)

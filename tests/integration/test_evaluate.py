@@ -127,7 +127,10 @@ def _embed(model, texts: list[str], dim: int) -> np.ndarray:
 def small_run(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("eval")
     paths = _write(tmp)
-    cfg = EvaluationConfig(dims=[384, 64], cache_dir=str(tmp / "cache"), show_progress=False)
+    # Gecko's format for both models: these tests check the metrics against hand computations in that format;
+    # the default (each model in its own format) is tested below.
+    cfg = EvaluationConfig(dims=[384, 64], cache_dir=str(tmp / "cache"), show_progress=False, prompts="unified",
+                           base_prompts="same")
     data = [
         paths["beir"],
         paths["sts"],
@@ -199,7 +202,10 @@ def test_sts_spearman_and_pair_ap_match_scipy_and_sklearn(small_run, minilm) -> 
         rho = spearmanr(cos, [s for _, _, s in STS]).statistic
         assert res.score("minists", dim=dim) == pytest.approx(rho, abs=1e-6)
         ap = average_precision_score([int(s >= 3.5) for _, _, s in STS], cos)
-        assert res.score("minipairs", dim=dim) == pytest.approx(ap, abs=1e-6)
+        rec = next(r for r in res.records if r.task == "minipairs" and r.dim == dim and r.model == "trained")
+        assert rec.main_score_name == "max_ap"                     # mteb 2's main score: best AP over 4 similarities
+        assert rec.metrics["cosine_ap"] == pytest.approx(ap, abs=1e-6)
+        assert rec.main_score >= ap - 1e-6
     assert res.score("minists", dim=384) > 0.8
 
 
@@ -237,6 +243,8 @@ def test_evaluate_cli(small_run) -> None:
             "384,64",
             "--no-cache",
             "--no-progress",
+            "--prompts",
+            "unified",
         ],
     )
     assert r.exit_code == 0, r.output
@@ -246,7 +254,8 @@ def test_evaluate_cli(small_run) -> None:
     assert "minists" in r.output and "cosine_spearman" in r.output
     raw = tmp / "cli_raw_base"
     args = ["evaluate", "--model", "all-MiniLM-L6-v2", "--data", str(paths["sts"]), "--out", str(raw)]
-    r = CliRunner().invoke(app, [*args, "--base-prompts", "none", "--dims", "384", "--no-cache"])
+    r = CliRunner().invoke(app, [*args, "--prompts", "unified", "--base-prompts", "none", "--dims", "384",
+                                 "--no-cache"])
     assert r.exit_code == 0, r.output
     fmt = json.loads((raw / "manifest.json").read_text())["sets"][0]["format"]
     assert fmt["base"]["query"] == "{text}"
@@ -304,7 +313,7 @@ def test_scifact_subset_ndcg_matches_pytrec_eval(benchdata: Path, minilm) -> Non
     from gecko_distill.evaluation.data import load_eval_set
 
     cfg = EvaluationConfig(
-        base=None, dims=[384], limit=20, max_corpus=200, show_progress=False, cache_dir=None
+        base=None, dims=[384], limit=20, max_corpus=200, show_progress=False, cache_dir=None, prompts="unified"
     )
     res = evaluate("all-MiniLM-L6-v2", [benchdata / "scifact"], config=cfg)
     s = load_eval_set(benchdata / "scifact", limit=20, max_corpus=200, seed=cfg.seed)  # the very same subset
@@ -328,3 +337,27 @@ def test_stsb_reproduces_the_published_mteb_score(benchdata: Path) -> None:
     res = evaluate("all-MiniLM-L6-v2", [benchdata / "stsb"], config=cfg)
     assert res.records[0].n_items == 1379
     assert res.score("stsb") == pytest.approx(0.8203, abs=5e-4)
+
+
+def test_each_model_is_evaluated_in_its_own_format_by_default(small_run, tmp_path) -> None:
+    """MTEB's protocol: a model without gecko-distill prompts reads raw text; a model trained with Gecko's
+    prompts reads them. The same weights, labelled as a unified-format gecko model, score differently."""
+    import shutil
+
+    from gecko_distill.embedding import resolve_embedder_path
+
+    _, paths, _, _, _ = small_run
+    gecko = tmp_path / "gecko-model"
+    shutil.copytree(resolve_embedder_path("all-MiniLM-L6-v2"), gecko)
+    (gecko / "gecko_distill.json").write_text(json.dumps({"matryoshka_dims": [384], "embedding_dim": 384,
+                                                          "input_format": "unified"}))
+    cfg = EvaluationConfig(dims=[384], cache_dir=None, show_progress=False)
+    res = evaluate(str(gecko), [paths["sts"]], out_dir=tmp_path / "out", config=cfg)
+    fmt = json.loads((tmp_path / "out" / "manifest.json").read_text())["sets"][0]["format"]
+    assert fmt["trained"]["query"] == "task: semantic similarity | query: {text}"
+    assert fmt["base"]["query"] == "{text}"
+    assert res.score("minists", "trained") != res.score("minists", "base")
+    # The ablation: one format for both.
+    same = evaluate(str(gecko), [paths["sts"]], out_dir=tmp_path / "same",
+                    config=cfg.model_copy(update={"base_prompts": "same"}))
+    assert same.score("minists", "trained") == pytest.approx(same.score("minists", "base"), abs=1e-6)

@@ -77,3 +77,31 @@ def test_non_english_generation_and_mining(tmp_path, gemma, minilm):
     text = (tmp_path / "fret" / "fret.jsonl").read_text(encoding="utf-8")
     assert any("\u0400" <= ch <= "\u04ff" for ch in text)  # Cyrillic written as text, not escapes
     assert all(r["positive_id"] in {p.id for p in bg} for r in res.rows)
+
+
+def test_queries_per_passage_round_trip_and_native_retriever(tmp_path, wiki, gemma, minilm):
+    """Two queries per passage with distinct task types; the retriever reads raw text (MiniLM's own format);
+    the round-trip filter drops queries whose seed the retriever misses before any LLM call; rows carry
+    every candidate's text for distillation."""
+    llm = CachedLLM(gemma, tmp_path / "cache.sqlite")
+    gcfg = GenerationConfig(num_passages=3, queries_per_passage=2, batch_size=3, max_passage_words=80)
+    gen = generate(wiki, llm, gcfg, out_dir=tmp_path / "generation", progress=False)
+    assert gen.summary["rows_in"] == 6
+    rows = [json.loads(x) for x in (tmp_path / "generation" / "generation.jsonl").read_text().splitlines()]
+    by_passage: dict[str, list[str]] = {}
+    for r in rows:
+        by_passage.setdefault(r["passage_id"], []).append(r["task_type"])
+    assert all(len(set(t)) == len(t) for t in by_passage.values())  # one passage's queries: distinct types
+
+    mcfg = MiningConfig(num_neighbours=4, batch_size=2, max_passage_words=60, scorers=["ql"], fusion="ql",
+                        round_trip_k=1)
+    res = mine(gen.queries, wiki, embedder=minilm, llm=llm, config=mcfg, out_dir=tmp_path / "fret", progress=False)
+    s = res.summary
+    assert s["embed_format"] == "none"
+    assert s["round_trip"]["generated"] == len(gen.queries)
+    assert len(res.rows) == len(gen.queries) - s["round_trip"]["dropped"]
+    by_id = {p.id: p for p in wiki}
+    for r in res.rows:
+        seed = next(c for c in r["candidates"] if c["id"] == r["seed_id"])
+        assert seed["rank_retriever"] == 1                          # survived the top-1 round trip
+        assert all(c["text"] == by_id[c["id"]].text for c in r["candidates"])

@@ -73,7 +73,7 @@ TRAIN_FLAGS = ["--batch-size", str(BATCH), "--lr", "1e-4", "--max-seq-length", "
 def trained(fret_dir: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("model") / "model"
     res = CliRunner().invoke(app, ["train", "--data", str(fret_dir), "--out", str(out),
-                                   "--epochs", str(EPOCHS), *TRAIN_FLAGS])
+                                   "--epochs", str(EPOCHS), "--input-format", "unified", *TRAIN_FLAGS])
     assert res.exit_code == 0, res.output
     return out
 
@@ -133,7 +133,7 @@ def test_rerun_is_a_noop_and_bad_data_is_explained(trained: Path, fret_dir: Path
     before = (trained / "manifest.json").read_text()
     runner = CliRunner()
     res = runner.invoke(app, ["train", "--data", str(fret_dir), "--out", str(trained),
-                              "--epochs", str(EPOCHS), *TRAIN_FLAGS])
+                              "--epochs", str(EPOCHS), "--input-format", "unified", *TRAIN_FLAGS])
     assert res.exit_code == 0 and "nothing to do" in res.output
     assert (trained / "manifest.json").read_text() == before
 
@@ -200,7 +200,7 @@ def test_mixture_plain_format_and_gradcache(fret_dir: Path, tmp_path: Path) -> N
         {"anchor": "A dog catches a frisbee in the park.", "positive": "An animal is playing.",
          "negative": "A cat sleeps on a sofa.", "symmetric": True, "task": "semantic similarity"}]))
     cfg = TrainingConfig(batch_size=BATCH, mini_batch_size=4, max_steps=3, max_seq_length=48,
-                         matryoshka_dims=[384, 128], unified_format=False, show_progress=False,
+                         matryoshka_dims=[384, 128], input_format="plain", show_progress=False,
                          mix=[MixSource(path=str(cls), weight=2.0), MixSource(path=str(nli), weight=0.5)])
     out = tmp_path / "model"
     result = train(fret_dir, out, config=cfg)
@@ -226,3 +226,42 @@ def test_prefinetune_cli_on_a_corpus(tmp_path: Path) -> None:
     assert info.loss["same_tower"] is False                           # eq. 2: in-batch positives only
     assert [r["step"] for r in read_jsonl(out / "train_log.jsonl")] == [1, 2]
     assert SentenceTransformer(str(out), device="cpu").encode_query(["rain in Sydney"]).shape == (1, 384)
+
+
+def test_default_trains_in_the_base_models_own_format_and_ships_no_prompts(fret_dir: Path, tmp_path: Path) -> None:
+    """all-MiniLM-L6-v2 never saw Gecko's prompts: by default it is trained (and later evaluated) on raw text,
+    so the saved model carries no prompt that could make a task worse than raw text."""
+    from gecko_distill.embedding.formats import native_mode
+
+    out = tmp_path / "model"
+    train(fret_dir, out, config=TrainingConfig(batch_size=BATCH, max_steps=1, max_seq_length=48,
+                                               matryoshka_dims=[384], show_progress=False))
+    info = read_model_info(out)
+    assert info.input_format == "none" and native_mode(out) == "none"
+    assert SentenceTransformer(str(out), device="cpu").prompts in ({}, {"query": "", "document": ""})
+    # A model trained with Gecko's prompts reads them when it is trained further ('auto' = its own format).
+    assert TrainingConfig(base_model=str(out)).resolved_input_format() == "none"
+
+
+def test_listwise_distillation_with_base_anchor_trains_end_to_end(tmp_path: Path) -> None:
+    """FRet rows with scored candidates → DistillLoss (listwise + eq. 3 + base anchor) under Matryoshka."""
+    rows = _fret_rows(16)
+    for i, r in enumerate(rows):
+        others = [rows[(i + k) % len(rows)] for k in range(1, 4)]
+        r["candidates"] = [{"id": r["positive_id"], "title": "", "text": r["positive_text"], "ql": -1.0,
+                            "retriever": 0.6, "rank_retriever": 1}] + [
+            {"id": o["positive_id"], "title": "", "text": o["positive_text"], "ql": -2.0 - k, "retriever": 0.5,
+             "rank_retriever": k + 2} for k, o in enumerate(others)]
+    stage = StageDir(tmp_path / "fret", "fret")
+    stage.prepare("fixture")
+    stage.finalize(rows, fp="fixture", config={}, summary={})
+    out = tmp_path / "model"
+    res = train(stage.path, out, config=TrainingConfig(
+        batch_size=BATCH, max_steps=2, max_seq_length=48, matryoshka_dims=[384, 64], distill="listwise",
+        base_weight=0.5, distill_signals={"ql": 1.0, "retriever": 0.5}, show_progress=False))
+    assert res.steps == 2
+    info = read_model_info(out)
+    assert info.loss["name"] == "MatryoshkaLoss" and info.loss["mode"] == "listwise" and info.loss["base_weight"] == 0.5
+    summary = json.loads((out / "manifest.json").read_text())["summary"]
+    assert summary["sources"]["fret"]["columns"][:3] == ["anchor", "positive", "negative"]
+    assert "cand_3" in summary["sources"]["fret"]["columns"] and "label" in summary["sources"]["fret"]["columns"]

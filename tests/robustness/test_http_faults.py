@@ -172,7 +172,7 @@ def test_finished_rows_are_kept_when_the_backend_finally_fails(server, tmp_path)
 
     passages = read_corpus(CorpusConfig(path="demo:gensim-wiki", limit=20))[0]
     cfg = GenerationConfig(num_passages=6, batch_size=2)
-    good = ScriptedLLM(lambda p: " Find facts.\nQuery: q" + str(len(p)))
+    good = ScriptedLLM(lambda p: " Find facts.\nQuery: copper prices in " + str(len(p)))
     backend = _backend(server, max_retries=1)
 
     class Flaky:

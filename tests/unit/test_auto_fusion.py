@@ -56,15 +56,34 @@ def test_tie_goes_to_the_retriever_and_no_signal_means_seed_fallback(caplog):
     fused, order = plan.order({}, 2, 3)
     assert order == [2, 0, 1]  # seed first, then the retriever order
     assert fused == pytest.approx([1 / 2, 1 / 3, 1.0])
-    # equal to the first stage counts as "not worse": kept
-    assert plan_fusion({RETRIEVER: 0.5, "ql": 0.5}, basis="seed", sample_size=8).weights == {"ql": 1.0}
+    # equal to the first stage is not better: the retriever wins the tie and the signal is dropped
+    tied = plan_fusion({RETRIEVER: 0.5, "ql": 0.5}, basis="seed", sample_size=8)
+    assert tied.weights == {} and tied.fallback
+    assert {c.name: c.verdict for c in tied.checks}["ql"] == "dropped"
+
+
+def test_a_flat_signal_gets_no_credit_for_ties():
+    # A signal that scores every candidate the same knows nothing: its seed MRR is that of a random order,
+    # not 1.0 (a naive rank() would put every tied candidate, the seed included, first).
+    scores = [{"ql": [-2.0, -2.0, -2.0, -2.0]}] * 6
+    agree = seed_agreement(scores, [1] * 6)
+    assert agree["ql"]["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4) / 4)
+    assert agree["ql"]["seed_first"] == pytest.approx(0.25) and agree["ql"]["mean_seed_rank"] == pytest.approx(2.5)
+    assert plan_from_seed(scores, [0] * 6).fallback    # the retriever ranks the seed first: the flat signal loses
+
+
+def test_small_samples_are_warned_about():
+    plan = plan_fusion({RETRIEVER: 0.5, "ql": 0.7}, basis="seed", sample_size=8)
+    assert plan.weights == {"ql": 1.0} and any("only 8 queries" in w for w in plan.warnings)
+    assert not any("only" in w for w in plan_fusion({RETRIEVER: 0.5, "ql": 0.7}, basis="seed",
+                                                    sample_size=64).warnings)
 
 
 def test_plan_from_seed_and_round_trip():
     scores = [{"ql": [0.0, 1.0], "rc": [1.0, 0.0]}] * 4  # seed at index 1: ql puts it first, rc last
     plan = plan_from_seed(scores, [1] * 4)
     assert plan.basis == "seed" and plan.sample_size == 4
-    assert plan.weights == {"ql": 1.0}  # retriever MRR 0.5, ql 1.0, rc 0.5 (tie with retriever: kept, skill 0)
+    assert plan.weights == {"ql": 1.0}  # retriever MRR 0.5, ql 1.0, rc 0.5 (tie with retriever: dropped)
     checks = {c.name: c for c in plan.checks}
     assert checks["ql"].details["seed_first"] == 1.0 and checks[RETRIEVER].details["mean_seed_rank"] == 2.0
     assert FusionPlan.from_dict(plan.as_dict()) == plan

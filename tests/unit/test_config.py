@@ -47,3 +47,35 @@ def test_missing_and_broken_files(tmp_path):
     (tmp_path / "b.toml").write_text("[mining\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(tmp_path / "b.toml")
+
+
+def test_queries_per_passage_beyond_the_task_types_needs_sampling() -> None:
+    from gecko_distill.config import GenerationConfig
+
+    assert GenerationConfig(queries_per_passage=4).queries_per_passage == 4     # 4 task types: 4 distinct prompts
+    with pytest.raises(ValueError, match="temperature > 0"):
+        GenerationConfig(queries_per_passage=5)
+    assert GenerationConfig(queries_per_passage=5, temperature=0.7).queries_per_passage == 5
+
+
+def test_legacy_unified_format_key_still_loads() -> None:
+    from gecko_distill.training import TrainingConfig
+
+    assert TrainingConfig(unified_format=False).input_format == "plain"
+    assert TrainingConfig(unified_format=True).input_format == "unified"
+    assert TrainingConfig().input_format == "auto"
+
+
+def test_evaluation_table_is_checked_before_any_work(tmp_path) -> None:
+    from gecko_distill.pipeline import run_pipeline
+
+    cfg = PipelineConfig(out_dir=str(tmp_path / "run"), evaluation={"data": ["x"]})
+    with pytest.raises(ConfigError, match="add a \\[training\\] table"):
+        run_pipeline(cfg, progress=False)
+    cfg = PipelineConfig(out_dir=str(tmp_path / "run"), training={"epochs": 1}, evaluation={"dims": [384]})
+    with pytest.raises(ConfigError, match="needs data"):
+        run_pipeline(cfg, progress=False)
+    cfg = PipelineConfig(out_dir=str(tmp_path / "run"), training={"epochs": 1}, evaluation={"data": ["x"], "dimz": 1})
+    with pytest.raises(ConfigError, match="dimz"):
+        run_pipeline(cfg, progress=False)
+    assert not (tmp_path / "run").exists()                         # nothing started

@@ -45,3 +45,27 @@ def test_max_query_words_is_configurable():
     with pytest.raises(ParseError):
         parse_task_query(" T.\nQuery: a b c d", PASSAGE, max_query_words=3)
     assert parse_task_query(" T.\nQuery: a b c", PASSAGE, max_query_words=3)[1] == "a b c"
+
+
+@pytest.mark.parametrize("query", ["What is the purpose of the article?", "the study was not published.",
+                                   "What did the authors find?", "why?", "what is it",
+                                   "What is the meaning of the passage?"])
+def test_generic_queries_are_rejected_when_filtered(query: str) -> None:
+    from gecko_distill.generation.parsing import is_generic
+
+    assert is_generic(query)
+    with pytest.raises(ParseError) as e:
+        parse_task_query(f" Given a question, find the answer.\nQuery: {query}", "some passage", filter_generic=True)
+    assert e.value.reason == "generic"
+    # Off by default at this level: the stage turns it on with generation.filter_generic.
+    parse_task_query(f" Given a question, find the answer.\nQuery: {query}", "some passage")
+
+
+@pytest.mark.parametrize("query", ["What is the role of IL-13 in schistosomiasis?",
+                                   "vitamin D deficiency raises the risk of fractures", "copper price history",
+                                   "the study was designed to assess the relationship between iris color and "
+                                   "macular pigment optical density"])
+def test_specific_queries_pass_the_generic_filter(query: str) -> None:
+    from gecko_distill.generation.parsing import is_generic
+
+    assert not is_generic(query)

@@ -67,7 +67,7 @@ def test_fret_rows_use_unified_formats_from_raw_fields() -> None:
 
 
 def test_plain_format_switch_concatenates() -> None:
-    cols, _ = format_fret_rows([_fret_row(1)], unified=False)
+    cols, _ = format_fret_rows([_fret_row(1)], mode="plain")
     assert cols["anchor"][0] == "Given a query, find a passage that has the answer who built bridge 1?"
     assert cols["positive"][0] == "Bridge 1 Bridge 1 was built by engineers in 1890."
     assert cols["negative"][0] == "Tunnel 1 is under the river."
@@ -116,7 +116,7 @@ def _split_id(text: str) -> tuple[str, str]:
 
 def test_classification_triples_share_one_unique_id_per_triple() -> None:
     rows = [{"text": t, "label": y} for t, y in LABELLED]
-    cols, skipped = classification_triples(rows, task="classification", unified=True, seed=3)
+    cols, skipped = classification_triples(rows, task="classification", mode="unified", seed=3)
     label = dict(LABELLED)
     assert skipped == Counter(classification_singleton_label=1)   # "odd" has no same-label partner
     ids = []
@@ -127,14 +127,14 @@ def test_classification_triples_share_one_unique_id_per_triple() -> None:
         assert label[xn] != label[xa]               # x- has another label
         ids.append(ia)
     assert len(ids) == 6 and len(set(ids)) == 6      # one unique id per triple
-    again, _ = classification_triples(rows, task="classification", unified=True, seed=3)
-    other, _ = classification_triples(rows, task="classification", unified=True, seed=4)
+    again, _ = classification_triples(rows, task="classification", mode="unified", seed=3)
+    other, _ = classification_triples(rows, task="classification", mode="unified", seed=4)
     assert again == cols and other["anchor"] != cols["anchor"]
 
 
 def test_classification_needs_two_labels() -> None:
     with pytest.raises(InputError, match="at least two labels"):
-        classification_triples([{"text": "a", "label": 1}, {"text": "b", "label": 1}], task="c", unified=True,
+        classification_triples([{"text": "a", "label": 1}, {"text": "b", "label": 1}], task="c", mode="unified",
                                seed=0)
 
 
@@ -144,24 +144,24 @@ def test_nli_premise_entailment_contradiction_symmetric() -> None:
             {"premise": "A man plays a guitar.", "hypothesis": "A man sleeps.", "label": 2},
             {"premise": "A man plays a guitar.", "hypothesis": "He is famous.", "label": "neutral"},
             {"premise": "Kids run outside.", "hypothesis": "Children are outdoors.", "label": 0}]
-    cols, skipped = nli_triples(rows, task="semantic similarity", unified=True, where="nli.jsonl")
+    cols, skipped = nli_triples(rows, task="semantic similarity", mode="unified", where="nli.jsonl")
     assert cols == {"anchor": ["task: semantic similarity | query: A man plays a guitar."],
                     "positive": ["task: semantic similarity | query: A person makes music."],
                     "negative": ["task: semantic similarity | query: A man sleeps."]}
     assert skipped == Counter(nli_incomplete_premise=1)
     with pytest.raises(InputError, match=r"nli.jsonl:1: label 'maybe'"):
-        nli_triples([{"premise": "a", "hypothesis": "b", "label": "maybe"}], task="t", unified=True,
+        nli_triples([{"premise": "a", "hypothesis": "b", "label": "maybe"}], task="t", mode="unified",
                     where="nli.jsonl")
 
 
 def test_pair_rows_and_their_errors() -> None:
     row = {"query": "capital of France", "positive": "Paris is the capital.", "positive_title": "Paris"}
-    cols = pair_rows([row], task=None, symmetric=None, unified=True, where="p.jsonl")
+    cols = pair_rows([row], task=None, symmetric=None, mode="unified", where="p.jsonl")
     assert cols == {"anchor": ["task: search result | query: capital of France"],
                     "positive": ["title: Paris | text: Paris is the capital."]}
     with pytest.raises(InputError, match=r"p.jsonl:2: every row of a source must have a 'negative'"):
         pair_rows([{"anchor": "a", "positive": "b", "negative": "c"}, {"anchor": "d", "positive": "e"}],
-                  task=None, symmetric=None, unified=True, where="p.jsonl")
+                  task=None, symmetric=None, mode="unified", where="p.jsonl")
 
 
 def test_mixture_sources_and_weights(tmp_path: Path) -> None:
