@@ -27,6 +27,7 @@ __all__ = [
     "format_query",
     "native_mode",
     "query_prompt",
+    "recorded_mode",
 ]
 
 InputMode = Literal["unified", "plain", "none"]
@@ -88,8 +89,13 @@ def native_mode(model_dir: str | Path | None) -> InputMode:
     path = Path(model_dir) / MODEL_INFO_FILE
     if not path.is_file():
         return "none"
-    info = json.loads(path.read_text(encoding="utf-8"))
+    return recorded_mode(json.loads(path.read_text(encoding="utf-8")))
+
+
+def recorded_mode(info: dict) -> InputMode:
+    """The input format a parsed ``gecko_distill.json`` records; files written before ``input_format`` existed
+    say only ``unified_format`` (true: unified, false: plain)."""
     mode = info.get("input_format")
     if mode in ("unified", "plain", "none"):
         return mode
-    return "unified" if info.get("unified_format", True) else "plain"  # files written before input_format
+    return "unified" if info.get("unified_format", True) else "plain"

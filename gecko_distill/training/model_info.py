@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gecko_distill.artifacts import atomic_write_text
-from gecko_distill.embedding.formats import MODEL_INFO_FILE, InputMode, document_prompt, query_prompt
+from gecko_distill.embedding.formats import MODEL_INFO_FILE, InputMode, document_prompt, query_prompt, recorded_mode
 
 __all__ = ["MODEL_INFO_FILE", "ModelInfo", "default_prompts", "read_model_info", "write_model_info"]
 
@@ -63,6 +63,5 @@ def read_model_info(model_dir: str | Path) -> ModelInfo | None:
         return None
     data = json.loads(path.read_text(encoding="utf-8"))
     known = set(ModelInfo.__dataclass_fields__)
-    if "input_format" not in data:  # written before input_format existed
-        data["input_format"] = "unified" if data.get("unified_format", True) else "plain"
+    data["input_format"] = recorded_mode(data)
     return ModelInfo(**{k: v for k, v in data.items() if k in known})
