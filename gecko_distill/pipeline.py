@@ -86,7 +86,7 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True) -> PipelineRe
         if not ecfg.data:
             raise ConfigError("[evaluation] needs data = [\"path/to/set\", ...] (BEIR, STS, classification or "
                               "pair-classification folders)")
-        if ecfg.base is None or ecfg.base == "all-MiniLM-L6-v2":
+        if "base" not in config.evaluation:  # the base beside the trained model is the one training started from
             ecfg = ecfg.model_copy(update={"base": tcfg.base_model})
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "pipeline.json", config.model_dump_json(indent=2))
