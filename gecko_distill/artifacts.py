@@ -138,7 +138,8 @@ class StageDir:
             self.manifest_path.unlink(missing_ok=True)
         # Temp files of writes cut short by a kill: never read (no shard-*.jsonl name), removed here so
         # repeated crashes do not pile them up. Safe: shards of this stage are only written after prepare().
-        for pattern in ("shards/.shard-*.tmp", ".*.tmp", "*.parquet.tmp"):
+        # "*/.*.tmp" covers the stage's sub-folders (shards/, the corpus embeddings' embeddings/).
+        for pattern in (".*.tmp", "*/.*.tmp", "*.parquet.tmp"):
             for f in self.path.glob(pattern):
                 f.unlink(missing_ok=True)
         atomic_write_text(marker, fp + "\n")

@@ -102,8 +102,6 @@ def mine(
     """
     prompts = prompts or load_prompts()
     fmt: InputMode = embedder_format(embedder) if embed_format == "auto" else embed_format  # type: ignore[assignment]
-    if config.max_queries is not None:
-        queries = queries[: config.max_queries]
     if not queries:
         raise InputError("mining got no queries: the generation stage produced none")
     stage = StageDir(Path(out_dir), "fret")
@@ -148,7 +146,16 @@ def mine(
         q_emb, nb = q_emb[keep], type(nb)(nb.indices[keep], nb.scores[keep])
         if not queries:
             raise InputError(f"the round-trip filter (round_trip_k={config.round_trip_k}) dropped all "
-                             f"{n_generated} queries: raise round_trip_k or unset it")
+                             f"{n_generated} queries: the retriever never ranks a query's own passage in its top "
+                             f"{config.round_trip_k} (a retriever that does not read this corpus's language or "
+                             "domain?): set mining.round_trip_k higher, or to none to keep every query; the "
+                             "generated queries are kept")
+    if config.max_queries is not None and len(queries) > config.max_queries:
+        # After the filter, so that max_queries caps the LLM work (the costly part) and a filtered run still
+        # mines up to max_queries rows.
+        queries = queries[: config.max_queries]
+        q_emb, nb = q_emb[: config.max_queries], type(nb)(nb.indices[: config.max_queries],
+                                                          nb.scores[: config.max_queries])
     seed_vecs = corpus.vectors([by_id[q.passage_id] for q in queries])
     cand_lists: list[tuple[list[int], list[float]]] = []
     for qi, q in enumerate(queries):

@@ -72,7 +72,9 @@ def test_non_english_generation_and_mining(tmp_path, gemma, minilm):
     assert gen.summary["rows_in"] == 3
     if not gen.queries:  # a tiny English-centric model may fail to parse; the rejects must say why
         pytest.fail(f"no Bulgarian query parsed: {gen.summary['rejects']}")
-    res = mine(gen.queries, bg, embedder=minilm, llm=llm, config=MiningConfig(num_neighbours=3),
+    # round_trip_k=None: the English MiniLM rarely finds a Bulgarian query's own passage, and this test is about
+    # Unicode through the stages, not the filter.
+    res = mine(gen.queries, bg, embedder=minilm, llm=llm, config=MiningConfig(num_neighbours=3, round_trip_k=None),
                out_dir=tmp_path / "fret", progress=False)
     text = (tmp_path / "fret" / "fret.jsonl").read_text(encoding="utf-8")
     assert any("\u0400" <= ch <= "\u04ff" for ch in text)  # Cyrillic written as text, not escapes
