@@ -278,7 +278,7 @@ def register(app: typer.Typer) -> None:
         from gecko_distill.artifacts import atomic_write_text, read_jsonl, to_jsonl
         from gecko_distill.config import CorpusConfig
         from gecko_distill.corpus import read_corpus
-        from gecko_distill.evaluation.data import load_eval_set
+        from gecko_distill.corpus.eval_sets import load_eval_set
         from gecko_distill.evaluation.decontam import DEFAULT_DROP_FIELDS, decontaminate_passages
 
         try:

@@ -1,6 +1,6 @@
 """`rerank-eval` and `check-labeller`: is the LLM a better ranker than the retriever it relabels?
 
-Thin: parse → configs → :mod:`gecko_distill.evaluation.rerank_check` / :func:`gecko_distill.mining.mine` → render.
+Thin: parse → configs → :mod:`gecko_distill.labelling.rerank_check` / :func:`gecko_distill.mining.mine` → render.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ def _rerank(data: Path, split: str | None, queries: int, top_k: int, task: str |
             cache: Path | None, seed: int, progress: bool) -> Any:
     from gecko_distill.embedding import load_embedder
     from gecko_distill.evaluation.config import task_string_for
-    from gecko_distill.evaluation.data import RetrievalSet, load_eval_set
-    from gecko_distill.evaluation.rerank_check import evaluate_reranker, first_stage
+    from gecko_distill.corpus.eval_sets import RetrievalSet, load_eval_set
+    from gecko_distill.labelling.rerank_check import evaluate_reranker, first_stage
     from gecko_distill.prompts import load_prompts
 
     ds = load_eval_set(data, kind="retrieval", split=split, limit=queries, seed=seed)
@@ -153,7 +153,7 @@ def register(app: typer.Typer) -> None:
             cfg = _pipeline_config(config, llm, llm_backend, {})
             k = top_k or cfg.mining.num_neighbours
             if data is not None:
-                from gecko_distill.evaluation.rerank_check import labeller_warnings
+                from gecko_distill.labelling.rerank_check import labeller_warnings
 
                 rep, raw = _rerank(data, None, sample, k, None, cfg, cache, 42, progress)
                 _render(rep, f"labeller check on {data.name}: {rep.num_queries} labelled queries, top-{rep.top_k}, "

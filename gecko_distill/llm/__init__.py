@@ -1,4 +1,7 @@
-"""LLM access: the two primitives (``generate``, ``loglik``), backends, cache and a scripted fake."""
+"""LLM access: the two primitives (``generate``, ``loglik``), backends and the response cache.
+
+A scripted stand-in for tests lives in :mod:`gecko_distill.testing`, outside the public API.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ from typing import TYPE_CHECKING
 from gecko_distill.errors import ConfigError
 from gecko_distill.llm.base import GenerationParams, LLMBackend, LoglikRequest, LoglikResult
 from gecko_distill.llm.cache import CachedLLM
-from gecko_distill.llm.fake import ScriptedLLM
 
 if TYPE_CHECKING:
     from gecko_distill.config import LLMConfig
@@ -20,7 +22,6 @@ __all__ = [
     "LLMBackend",
     "LoglikRequest",
     "LoglikResult",
-    "ScriptedLLM",
     "load_llm",
 ]
 

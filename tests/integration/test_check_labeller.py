@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from gecko_distill.artifacts import StageDir
 from gecko_distill.cli import app
 from gecko_distill.config import MiningConfig
-from gecko_distill.evaluation.data import load_eval_set
-from gecko_distill.evaluation.metrics import ndcg_at_k
-from gecko_distill.evaluation.rerank_check import first_stage
+from gecko_distill.corpus.eval_sets import load_eval_set
+from gecko_distill.retrieval.metrics import ndcg_at_k
+from gecko_distill.labelling.rerank_check import first_stage
 from gecko_distill.llm import CachedLLM
 from gecko_distill.mining import mine
 from gecko_distill.records import Passage, TaskQuery

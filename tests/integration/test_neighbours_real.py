@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from gecko_distill.embedding import format_document, format_query
-from gecko_distill.mining.corpus_embeddings import encode_corpus_streaming
-from gecko_distill.mining.neighbours import encode_texts, force_seed, recall_at_k, search
+from gecko_distill.retrieval.corpus_embeddings import encode_corpus_streaming
+from gecko_distill.retrieval.neighbours import encode_texts, force_seed, recall_at_k, search
 
 NUM_DOCS = 80
 

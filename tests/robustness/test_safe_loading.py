@@ -102,7 +102,7 @@ def test_pipeline_passes_trust_remote_code_through(tmp_path: Path, remote_code_m
                                                    monkeypatch) -> None:
     """`gecko-distill run` with that folder as the seed embedder: refused with the config key to set (no
     traceback, code not run); with `trust_remote_code = true` in [embedder] it runs."""
-    from gecko_distill.llm import ScriptedLLM
+    from gecko_distill.testing import ScriptedLLM
 
     folder, marker = remote_code_model
     monkeypatch.setattr("gecko_distill.pipeline.load_llm", lambda cfg: ScriptedLLM(

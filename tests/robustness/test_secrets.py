@@ -111,7 +111,7 @@ def test_pipeline_run_never_writes_the_key(tmp_path: Path, monkeypatch, minilm, 
     The LLM is scripted here (the HTTP backend has its own test below); this covers every file the
     pipeline writes: pipeline.json, each stage's config.json, manifest.json, data, run.json, the cache.
     """
-    from gecko_distill.llm import ScriptedLLM
+    from gecko_distill.testing import ScriptedLLM
 
     monkeypatch.setenv(ENV, KEY)
     words = re.compile(r"\w+")

@@ -13,7 +13,7 @@ import pytest
 
 from gecko_distill.errors import ConfigError, InputError
 from gecko_distill.evaluation.config import EvaluationConfig, task_string_for
-from gecko_distill.evaluation.data import LabelledSet, PairSet, RetrievalSet, detect_kind, load_eval_set
+from gecko_distill.corpus.eval_sets import LabelledSet, PairSet, RetrievalSet, detect_kind, load_eval_set
 from gecko_distill.evaluation.encoder import default_dims, resolve_dims
 from gecko_distill.evaluation.formatting import InputFormat
 

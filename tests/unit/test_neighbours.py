@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from gecko_distill.errors import ConfigError
-from gecko_distill.mining.corpus_embeddings import encode_corpus_streaming, shard_key
-from gecko_distill.mining.neighbours import (
+from gecko_distill.retrieval.corpus_embeddings import encode_corpus_streaming, shard_key
+from gecko_distill.retrieval.neighbours import (
     Neighbours,
     encode_texts,
     exact_search,
@@ -26,7 +26,7 @@ from gecko_distill.mining.neighbours import (
     search,
     topk_rows,
 )
-from gecko_distill.mining.passage_index import AUTO_EXACT_BELOW, PassageIndex, build_index, plan_index
+from gecko_distill.retrieval.passage_index import AUTO_EXACT_BELOW, PassageIndex, build_index, plan_index
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

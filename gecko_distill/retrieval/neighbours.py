@@ -4,9 +4,9 @@ Embeddings are L2-normalised, so inner product = cosine. The seed passage is for
 neighbour set (the paper keeps "the original" passage among the candidates; forcing it in is [ours]).
 
 Scope: this module holds the in-memory primitives (encode, exact top-k with deterministic ties, FAISS via
-:mod:`gecko_distill.mining.passage_index`, recall against exact search, seed forcing). Corpora that do
+:mod:`gecko_distill.retrieval.passage_index`, recall against exact search, seed forcing). Corpora that do
 not fit comfortably in memory go through
-:func:`gecko_distill.mining.corpus_embeddings.encode_corpus_streaming`, which encodes in shards on disk
+:func:`gecko_distill.retrieval.corpus_embeddings.encode_corpus_streaming`, which encodes in shards on disk
 and builds the same indexes incrementally.
 
 Ordering contract (every search path): each row is sorted by score descending, then passage index
@@ -178,12 +178,12 @@ def search(query_emb: np.ndarray, passage_emb: np.ndarray, *, k: int, index: str
            seed: int = 0, threads: int | None = None, **plan_overrides: Any) -> Neighbours:
     """Top-``k`` by inner product over an in-memory passage matrix.
 
-    ``index``: ``auto`` (exact below :data:`~gecko_distill.mining.passage_index.AUTO_EXACT_BELOW`
+    ``index``: ``auto`` (exact below :data:`~gecko_distill.retrieval.passage_index.AUTO_EXACT_BELOW`
     passages, FAISS IVF above), ``exact``, ``faiss-flat``, ``faiss-ivf`` or ``faiss-hnsw``; the FAISS
-    parameters come from :func:`~gecko_distill.mining.passage_index.plan_index` (``plan_overrides``
+    parameters come from :func:`~gecko_distill.retrieval.passage_index.plan_index` (``plan_overrides``
     such as ``nprobe=`` or ``storage="sq8"`` are passed through).
     """
-    from gecko_distill.mining.passage_index import build_index, plan_index
+    from gecko_distill.retrieval.passage_index import build_index, plan_index
 
     n, dim = passage_emb.shape
     plan = plan_index(n, dim, index=index, k=k, **plan_overrides)

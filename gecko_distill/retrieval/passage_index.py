@@ -2,7 +2,7 @@
 
 ``plan_index`` turns a corpus size into an :class:`IndexPlan` (kind and parameters, with the reason);
 :class:`PassageIndex` builds it incrementally (``train`` on a sample, then ``add`` shard by shard) and
-searches it with the ordering contract of :mod:`gecko_distill.mining.neighbours`.
+searches it with the ordering contract of :mod:`gecko_distill.retrieval.neighbours`.
 
 Determinism: IVF training uses a seeded sample and FAISS's seeded k-means; HNSW graphs are built with one
 thread because a multi-threaded insert order depends on scheduling. Searches run one query per thread,
@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from gecko_distill.errors import ConfigError
-from gecko_distill.mining.neighbours import Neighbours, exact_search, topk_rows
+from gecko_distill.retrieval.neighbours import Neighbours, exact_search, topk_rows
 
 __all__ = ["AUTO_EXACT_BELOW", "INDEX_KINDS", "IndexPlan", "PassageIndex", "build_index", "faiss_threads",
            "plan_index"]

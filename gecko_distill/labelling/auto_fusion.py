@@ -4,7 +4,7 @@ Gecko relabels the retriever's neighbours with the LLM, which only helps when th
 retriever. With a small LLM that is not a given (docs/labeller.md), so ``auto`` measures it first, on either
 
 - **qrels** (a labelled sample, e.g. a few queries of a BEIR folder of the same domain): nDCG@10 of each
-  signal's re-ranking of the first-stage top-N vs the first stage's own (:mod:`gecko_distill.evaluation.rerank_check`);
+  signal's re-ranking of the first-stage top-N vs the first stage's own (:mod:`gecko_distill.labelling.rerank_check`);
 - **seed agreement** (no labels): on the first mined queries, the mean reciprocal rank of the seed passage,
   the passage the query was written from, under each signal vs under the retriever. The seed is a noisy
   label (another candidate may be as good), but a labeller that ranks it lower than the retriever does is
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from gecko_distill.artifacts import atomic_write_text
-from gecko_distill.mining.fusion import fuse, rank
+from gecko_distill.labelling.fusion import fuse, rank
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -217,7 +217,7 @@ def plan_for_mining(stage_path: Path, fp: str, config: MiningConfig, *, llm: LLM
             ``config.auto_sample`` queries and the seed's index in each. Called only without ``auto_labelled``.
         embedder: The first-stage embedder (used on the labelled set).
     """
-    from gecko_distill.mining.scoring import score_candidates
+    from gecko_distill.labelling.scoring import score_candidates
 
     path = Path(stage_path) / "auto-fusion.json"
     if path.exists():
@@ -228,8 +228,8 @@ def plan_for_mining(stage_path: Path, fp: str, config: MiningConfig, *, llm: LLM
             return plan
     if config.auto_labelled:
         from gecko_distill.evaluation.config import task_string_for
-        from gecko_distill.evaluation.data import RetrievalSet, load_eval_set
-        from gecko_distill.evaluation.rerank_check import first_stage, plan_on_qrels, score_queries
+        from gecko_distill.corpus.eval_sets import RetrievalSet, load_eval_set
+        from gecko_distill.labelling.rerank_check import first_stage, plan_on_qrels, score_queries
 
         ds = load_eval_set(config.auto_labelled, kind="retrieval", limit=config.auto_sample, seed=config.seed)
         assert isinstance(ds, RetrievalSet)
