@@ -41,11 +41,11 @@ def _bench() -> Path:
 def retrieval_per_query(model_path: str, set_path: str, split: str, dims: list[int],
                         max_corpus: int | None = None) -> dict[int, dict[str, float]]:
     """Per-query nDCG@10 at each dim, the model in its own format (exact cosine search over the corpus)."""
+    from gecko_distill.corpus.eval_sets import load_eval_set
     from gecko_distill.embedding import load_embedder, resolve_embedder_path
     from gecko_distill.embedding.batching import encode_batched
     from gecko_distill.embedding.formats import native_mode
-    from gecko_distill.evaluation.config import task_string_for
-    from gecko_distill.corpus.eval_sets import load_eval_set
+    from gecko_distill.embedding.task_strings import task_string_for
     from gecko_distill.evaluation.formatting import InputFormat
     from gecko_distill.retrieval.metrics import ndcg_at_k
 

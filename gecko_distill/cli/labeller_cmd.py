@@ -70,9 +70,9 @@ def _open_llm(cfg: PipelineConfig, cache: Path | None) -> Any:
 
 def _rerank(data: Path, split: str | None, queries: int, top_k: int, task: str | None, cfg: PipelineConfig,
             cache: Path | None, seed: int, progress: bool) -> Any:
-    from gecko_distill.embedding import load_embedder
-    from gecko_distill.evaluation.config import task_string_for
     from gecko_distill.corpus.eval_sets import RetrievalSet, load_eval_set
+    from gecko_distill.embedding import load_embedder
+    from gecko_distill.embedding.task_strings import task_string_for
     from gecko_distill.labelling.rerank_check import evaluate_reranker, first_stage
     from gecko_distill.prompts import load_prompts
 

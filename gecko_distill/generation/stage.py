@@ -17,7 +17,6 @@ from typing import Any
 
 from gecko_distill._stage import LLMShardWork, ShardRunner, run_shards
 from gecko_distill.artifacts import StageDir, fingerprint, to_jsonl
-from gecko_distill.config import GenerationConfig
 from gecko_distill.corpus.normalize import truncate_words
 from gecko_distill.errors import InputError, ParseError
 from gecko_distill.generation.parsing import REJECT_REASONS, parse_task_query
@@ -25,6 +24,7 @@ from gecko_distill.generation.sampling import assign_task_types, sample_seeds
 from gecko_distill.llm.base import GenerationParams, LLMBackend
 from gecko_distill.prompts import PromptSet, load_prompts
 from gecko_distill.records import Passage, TaskQuery
+from gecko_distill.stage_configs import GenerationConfig
 
 __all__ = ["GenerationResult", "generate", "load_task_queries"]
 

@@ -13,7 +13,7 @@ from gecko_distill.llm.base import GenerationParams, LLMBackend, LoglikRequest, 
 from gecko_distill.llm.cache import CachedLLM
 
 if TYPE_CHECKING:
-    from gecko_distill.config import LLMConfig
+    from gecko_distill.stage_configs import LLMConfig
 
 __all__ = [
     "BACKENDS",

@@ -8,33 +8,36 @@ Every row keeps its audit trail: the seed, both ranks and scores, and whether th
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-
 from gecko_distill._stage import LLMShardWork, ShardRunner, run_shards
-from gecko_distill.artifacts import StageDir, fingerprint
-from gecko_distill.config import MiningConfig
+from gecko_distill.artifacts import StageDir, atomic_write_text, fingerprint
+from gecko_distill.corpus.eval_sets import RetrievalSet, load_eval_set
 from gecko_distill.corpus.normalize import truncate_words
 from gecko_distill.embedding.batching import BatchTokens
-from gecko_distill.embedding.loader import embedder_format, embedder_id
 from gecko_distill.embedding.formats import SYMMETRIC_TASK_TYPES, InputMode, format_document, format_query
+from gecko_distill.embedding.loader import embedder_format, embedder_id
+from gecko_distill.embedding.task_strings import task_string_for
 from gecko_distill.errors import InputError
-from gecko_distill.llm.base import LLMBackend
-from gecko_distill.labelling.auto_fusion import plan_for_mining
+from gecko_distill.labelling.auto_fusion import FusionPlan, plan_from_seed
 from gecko_distill.labelling.fusion import fuse, rank
-from gecko_distill.retrieval.corpus_embeddings import encode_corpus_streaming
-from gecko_distill.retrieval.neighbours import encode_texts, force_seed
+from gecko_distill.labelling.rerank_check import first_stage, plan_on_qrels, score_queries
 from gecko_distill.labelling.scoring import score_candidates
+from gecko_distill.llm.base import LLMBackend
 from gecko_distill.mining.selection import select
 from gecko_distill.prompts import PromptSet, load_prompts
 from gecko_distill.records import Passage, TaskQuery
+from gecko_distill.retrieval.corpus_embeddings import encode_corpus_streaming
+from gecko_distill.retrieval.neighbours import encode_texts, force_seed
+from gecko_distill.stage_configs import MiningConfig
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -163,7 +166,7 @@ def mine(
     plan = None
     if config.fusion == "auto":  # check the signals against the retriever before trusting them (auto_fusion.py)
         sample = range(min(config.auto_sample, len(queries)))
-        plan = plan_for_mining(stage.path, fp, config, llm=llm, prompts=prompts, embedder=embedder,
+        plan = _fusion_plan(stage.path, fp, config, llm=llm, prompts=prompts, embedder=embedder,
                                sample_pairs=lambda: (request(sample, 0), [cand_lists[qi][0].index(
                                    by_id[queries[qi].passage_id]) for qi in sample]))
 
@@ -252,3 +255,35 @@ def load_fret(path: str | Path) -> MiningResult:
     stage = StageDir(Path(path), "fret")
     manifest = stage.require_complete()
     return MiningResult(rows=stage.rows(), summary=manifest["summary"], path=stage.path)
+
+
+def _fusion_plan(stage_path: Path, fp: str, config: MiningConfig, *, llm: LLMBackend, prompts: PromptSet,
+                 sample_pairs: Callable[[], tuple[list[tuple[str, list[str]]], list[int]]],
+                 embedder: SentenceTransformer) -> FusionPlan:
+    """``fusion = "auto"``: the stage's plan, made once per stage fingerprint and kept in ``auto-fusion.json`` (resumes reuse it).
+
+    Args:
+        stage_path: The FRet stage directory.
+        fp: The stage fingerprint (a plan made for other inputs is not reused).
+        sample_pairs: Builds the seed-agreement sample: (query, candidate texts) of the first
+            ``config.auto_sample`` queries and the seed's index in each. Called only without ``auto_labelled``.
+        embedder: The first-stage embedder (used on the labelled set).
+    """
+    path = Path(stage_path) / "auto-fusion.json"
+    if path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("fingerprint") == fp:
+            plan = FusionPlan.from_dict(saved["plan"])
+            logger.info("fusion=auto: reusing the plan in %s (mode %s)", path, plan.mode)
+            return plan
+    if config.auto_labelled:
+        ds = load_eval_set(config.auto_labelled, kind="retrieval", limit=config.auto_sample, seed=config.seed)
+        assert isinstance(ds, RetrievalSet)
+        cands = first_stage(ds, embedder, task=task_string_for(ds.name, "retrieval"), top_k=config.num_neighbours)
+        scores = score_queries(llm, prompts, cands, scorers=config.scorers, max_passage_words=config.max_passage_words)
+        plan = plan_on_qrels(cands, scores)
+    else:
+        pairs, seeds = sample_pairs()
+        plan = plan_from_seed(score_candidates(llm, prompts, pairs, scorers=config.scorers), seeds)
+    atomic_write_text(path, json.dumps({"fingerprint": fp, "plan": plan.as_dict()}, indent=1))
+    return plan

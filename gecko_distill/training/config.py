@@ -12,9 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gecko_distill.config import CorpusConfig
 from gecko_distill.embedding.formats import InputMode, native_mode
 from gecko_distill.embedding.loader import resolve_embedder_path
+from gecko_distill.stage_configs import CorpusConfig
 
 __all__ = ["MixSource", "PrefinetuneConfig", "TrainingConfig", "default_matryoshka_dims", "parse_mix_spec"]
 

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from gecko_distill.errors import ConfigError, InputError
-from gecko_distill.evaluation.config import EvaluationConfig, task_string_for
 from gecko_distill.corpus.eval_sets import LabelledSet, PairSet, RetrievalSet, detect_kind, load_eval_set
+from gecko_distill.embedding.task_strings import task_string_for
+from gecko_distill.errors import ConfigError, InputError
+from gecko_distill.evaluation.config import EvaluationConfig
 from gecko_distill.evaluation.encoder import default_dims, resolve_dims
 from gecko_distill.evaluation.formatting import InputFormat
 
