@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import difflib
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from gecko_distill.errors import ConfigError
+from gecko_distill.evaluation.config import EvaluationConfig
 from gecko_distill.stage_configs import (
     DEFAULT_TASK_TYPES,
     CorpusConfig,
@@ -27,19 +29,25 @@ from gecko_distill.stage_configs import (
     RayConfig,
     StrictModel,
 )
+from gecko_distill.training.config import TrainingConfig
 
 __all__ = [
     "DEFAULT_TASK_TYPES",
     "CorpusConfig",
     "EmbedderConfig",
+    "EvaluationConfig",
     "GenerationConfig",
     "LLMConfig",
     "MiningConfig",
     "PipelineConfig",
     "RayConfig",
+    "TrainingConfig",
     "load_config",
+    "load_table",
     "validate_config",
 ]
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class PipelineConfig(StrictModel):
@@ -53,9 +61,31 @@ class PipelineConfig(StrictModel):
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     mining: MiningConfig = Field(default_factory=MiningConfig)
-    # Training/evaluation configs live with their stages; kept as raw tables here and validated there.
-    training: dict[str, Any] | None = Field(None, description="[training] table (see `gecko-distill train`).")
-    evaluation: dict[str, Any] | None = Field(None, description="[evaluation] table.")
+    training: TrainingConfig | None = Field(None, description="[training] table (see `gecko-distill train`); "
+                                            "unset: the run ends with the FRet set.")
+    evaluation: EvaluationConfig | None = Field(None, description="[evaluation] table (see `gecko-distill "
+                                                "evaluate`): evaluate the trained model beside its base.")
+
+    @model_validator(mode="after")
+    def _stages_fit_together(self) -> PipelineConfig:
+        # Cross-table checks, so that a bad combination fails when the file is loaded, not hours into a run.
+        if self.evaluation is not None:
+            if self.training is None:
+                raise ValueError("[evaluation] evaluates the trained model: add a [training] table")
+            if not self.evaluation.data:
+                raise ValueError('[evaluation] needs data = ["path/to/set", ...] (BEIR, STS, classification or '
+                                 "pair-classification folders)")
+        return self
+
+
+def _table_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside a field's annotation (``TrainingConfig | None``, ``list[MixSource]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        if (found := _table_model(arg)) is not None:
+            return found
+    return None
 
 
 def _format_validation_error(err: ValidationError, model: type[BaseModel], source: str) -> str:
@@ -67,8 +97,10 @@ def _format_validation_error(err: ValidationError, model: type[BaseModel], sourc
             # Suggest the closest valid key, generated from the model's fields at that level.
             sub: Any = model
             for part in e["loc"][:-1]:
+                if isinstance(part, int):  # an item of a list of tables, e.g. training.mix.0
+                    continue
                 fld = getattr(sub, "model_fields", {}).get(part)
-                sub = fld.annotation if fld is not None else None
+                sub = _table_model(fld.annotation) if fld is not None else None
             valid = sorted(getattr(sub, "model_fields", {}).keys())
             close = difflib.get_close_matches(str(e["loc"][-1]), valid, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -77,19 +109,57 @@ def _format_validation_error(err: ValidationError, model: type[BaseModel], sourc
     return "\n".join(lines)
 
 
-def load_config(path: str | Path, model: type[BaseModel] = PipelineConfig) -> Any:
-    """Load a TOML file into ``model``, rejecting unknown keys with the key named."""
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise ConfigError(f"config file not found: {p}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from e
-    return validate_config(data, model, source=str(p))
+def _overlay(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` on top; ``None`` means "not given" and nested tables merge key by key."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping):
+            inner = out.get(key)
+            out[key] = _overlay(inner if isinstance(inner, dict) else {}, value)
+        else:
+            out[key] = value
+    return out
 
 
-def validate_config(data: dict[str, Any], model: type[BaseModel], *, source: str = "config") -> Any:
+def load_table(path: str | Path | None, model: type[M], *, table: str | None = None,
+               overrides: Mapping[str, Any] | None = None) -> M:
+    """The one way a command reads its config: a TOML file, the CLI's options on top, then validation.
+
+    Args:
+        path: The TOML file; ``None`` = options and defaults only.
+        model: The pydantic model of the table (unknown keys are rejected with the closest valid key named).
+        table: Read this table of the file (``"training"`` reads ``[training]``) when the file has it, else the
+            whole file, so a file holding just that table's keys works too. ``None`` = the whole file.
+        overrides: The options actually given (``None`` values are skipped); nested mappings merge into the
+            file's tables key by key, so ``{"llm": {"model": "x"}}`` keeps the rest of ``[llm]``.
+
+    Raises:
+        ConfigError: the file is missing or not TOML, or the merged values do not validate; the message names
+            the file (or "command line") and every bad key.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {p}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML: {e}") from None
+        if table is not None and isinstance(data.get(table), dict):
+            data = data[table]
+    data = _overlay(data, overrides or {})
+    return validate_config(data, model, source=str(path) if path is not None else "command line")
+
+
+def load_config(path: str | Path, model: type[M] = PipelineConfig) -> M:  # type: ignore[assignment]
+    """Load a whole TOML file into ``model`` (a :class:`PipelineConfig` by default); see :func:`load_table`."""
+    return load_table(path, model)
+
+
+def validate_config(data: Mapping[str, Any], model: type[M], *, source: str = "config") -> M:
     """Validate a mapping against ``model`` and raise :class:`ConfigError` with a readable message."""
     try:
         return model.model_validate(data)

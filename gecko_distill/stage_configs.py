@@ -171,6 +171,22 @@ class MiningConfig(StrictModel):
             return v
         raise ValueError(f"negative_policy={v!r} is not one of 'last', 'random', 'rank:K' (K >= 1)")
 
+    @model_validator(mode="after")
+    def _fusion_needs_its_scorers(self) -> MiningConfig:
+        # Checked here, not when the fused ranking is first built (after the corpus is encoded).
+        if not self.scorers:
+            raise ValueError("scorers is empty: list at least one of 'ql', 'rc'")
+        if len(set(self.scorers)) != len(self.scorers):
+            raise ValueError(f"scorers has duplicates: {self.scorers}")
+        if self.fusion in ("ql", "rc") and self.fusion not in self.scorers:
+            raise ValueError(f"fusion={self.fusion!r} ranks by the {self.fusion!r} scorer, which scorers="
+                             f"{self.scorers} does not run: add it to scorers or set fusion to one of "
+                             f"{self.scorers}")
+        unknown = sorted(set(self.weights) - {"ql", "rc"})
+        if unknown:
+            raise ValueError(f"weights has keys {unknown} that name no scorer; valid: 'ql', 'rc'")
+        return self
+
 
 class RayConfig(StrictModel):
     """The Ray executor (``executor = "ray"``): an actor pool, one LLM backend per actor."""
