@@ -56,10 +56,15 @@ def test_tie_goes_to_the_retriever_and_no_signal_means_seed_fallback(caplog):
     fused, order = plan.order({}, 2, 3)
     assert order == [2, 0, 1]  # seed first, then the retriever order
     assert fused == pytest.approx([1 / 2, 1 / 3, 1.0])
-    # equal to the first stage is not better: the retriever wins the tie and the signal is dropped
+    # equal to the first stage is not better: the retriever wins the tie, the signal is dropped, and the
+    # retriever's ranking decides (the seed stays the positive) however the tied signal ranks the candidates
     tied = plan_fusion({RETRIEVER: 0.5, "ql": 0.5}, basis="seed", sample_size=8)
-    assert tied.weights == {} and tied.fallback
+    assert tied.weights == {} and tied.fallback and tied.mode == RETRIEVER
     assert {c.name: c.verdict for c in tied.checks}["ql"] == "dropped"
+    _, order = tied.order({"ql": [1, 2, 3]}, 2, 3)  # ql would put candidate 0 first
+    assert order == [2, 0, 1]
+    # a hair above the retriever is not a tie: the signal is kept and ranks alone
+    assert plan_fusion({RETRIEVER: 0.5, "ql": 0.5001}, basis="seed", sample_size=8).weights == {"ql": 1.0}
 
 
 def test_a_flat_signal_gets_no_credit_for_ties():
