@@ -155,3 +155,15 @@ def test_every_module_imports_in_any_order() -> None:
         proc = subprocess.run([sys.executable, "-c", code, json.dumps(order)], capture_output=True, text=True,
                               timeout=300, check=False)
         assert proc.returncode == 0, f"order seed {seed}:\n{proc.stderr[-3000:]}"
+
+
+def test_package_inits_only_re_export() -> None:
+    """Stage code lives in named modules; an ``__init__.py`` imports and lists names (lazily at most)."""
+    allowed = (ast.Import, ast.ImportFrom, ast.Expr, ast.Assign, ast.AnnAssign, ast.If)
+    bad = []
+    for path in sorted(PACKAGE_DIR.rglob("__init__.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            lazy = isinstance(node, ast.FunctionDef) and node.name in ("__getattr__", "__dir__")
+            if not (lazy or isinstance(node, allowed)):
+                bad.append(f"{path.relative_to(PACKAGE_DIR)}:{node.lineno} {type(node).__name__}")
+    assert not bad, "code in package __init__ files:\n" + "\n".join(bad)
