@@ -119,8 +119,8 @@ def child(method: str, corpus_size: int, num_queries: int, k: int, batch_size: i
     cpu0, _ = _usage()
     t0 = time.perf_counter()
     if method.startswith("ours"):
-        from gecko_distill.mining.corpus_embeddings import encode_corpus_streaming
-        from gecko_distill.mining.neighbours import encode_texts
+        from gecko_distill.retrieval.corpus_embeddings import encode_corpus_streaming
+        from gecko_distill.retrieval.neighbours import encode_texts
 
         tokens = None if method == "ours-plain" else "auto"
         with tempfile.TemporaryDirectory(prefix="gecko-bench-") as d:

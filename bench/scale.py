@@ -115,8 +115,8 @@ def _peak_rss_mib() -> float:
 
 def run_size(n: int, index: str, workdir: Path, shard_size: int) -> dict[str, Any]:
     """One corpus size, in this (fresh) process."""
-    from gecko_distill.mining.corpus_embeddings import encode_corpus_streaming
-    from gecko_distill.mining.neighbours import Neighbours, recall_at_k
+    from gecko_distill.retrieval.corpus_embeddings import encode_corpus_streaming
+    from gecko_distill.retrieval.neighbours import Neighbours, neighbour_recall
 
     synth = SyntheticCorpus()
     emb = HashingEmbedder()
@@ -136,7 +136,7 @@ def run_size(n: int, index: str, workdir: Path, shard_size: int) -> dict[str, An
     t2 = time.perf_counter()
     exact = corpus.exact_search(q[rows], k=20)
     t_exact = (time.perf_counter() - t2) * NUM_QUERIES / len(rows)
-    recall = recall_at_k(Neighbours(nb.indices[rows], nb.scores[rows]), exact, 20)
+    recall = neighbour_recall(Neighbours(nb.indices[rows], nb.scores[rows]), exact, 20)
     return {"n": n, "plan": corpus.plan.describe().split(" for ")[0], "encode_s": corpus.encode_seconds,
             "index_s": corpus.index_seconds, "search_s": t_search, "exact_search_s": t_exact,
             "total_s": total, "cpu_s": cpu,
@@ -146,7 +146,7 @@ def run_size(n: int, index: str, workdir: Path, shard_size: int) -> dict[str, An
 
 def run_minilm(n: int, workdir: Path) -> dict[str, Any]:
     from gecko_distill.embedding import load_embedder
-    from gecko_distill.mining.corpus_embeddings import encode_corpus_streaming
+    from gecko_distill.retrieval.corpus_embeddings import encode_corpus_streaming
 
     model = load_embedder("all-MiniLM-L6-v2", max_seq_length=256)
     texts = list(SyntheticCorpus().passages(n))

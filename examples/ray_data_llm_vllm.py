@@ -128,7 +128,7 @@ def score(args: argparse.Namespace) -> None:
     processor = build_processor(_engine(args, tokenize_stage=False, detokenize_stage=False),
                                 preprocess=pre, postprocess=post)
     scored = processor(ray.data.read_json(args.pairs).flat_map(requests))
-    # QL = mean log-prob of the query tokens; RC = log P(" Yes") - log P(" No"), as in mining/scoring.py.
+    # QL = mean log-prob of the query tokens; RC = log P(" Yes") - log P(" No"), as in labelling/scoring.py.
     scored.groupby(["qid", "pid"]).map_groups(_combine, batch_format="pandas").write_parquet(args.out)
 
 

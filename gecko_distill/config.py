@@ -1,196 +1,56 @@
-"""Typed stage configs (pydantic, unknown keys rejected) and TOML loading.
+"""The whole run's config (:class:`PipelineConfig`) and the one way a TOML table is loaded.
 
-Defaults live here, once; each field's description doubles as CLI help. A config is resolved (defaults
-filled in) and written next to each stage's data, and its hash enters the stage fingerprint.
+Every command reads its config through :func:`load_table`: the file (or one table of it), then the CLI's
+options on top, then validation against the table's pydantic model, unknown keys rejected with the closest
+valid key named. The stage configs themselves live with their stages: :mod:`gecko_distill.stage_configs`
+(corpus, llm, embedder, generation, mining, ray), :mod:`gecko_distill.training.config` and
+:mod:`gecko_distill.evaluation.config`; they are re-exported here.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from gecko_distill.errors import ConfigError
+from gecko_distill.evaluation.config import EvaluationConfig
+from gecko_distill.stage_configs import (
+    DEFAULT_TASK_TYPES,
+    CorpusConfig,
+    EmbedderConfig,
+    GenerationConfig,
+    LLMConfig,
+    MiningConfig,
+    RayConfig,
+    StrictModel,
+)
+from gecko_distill.training.config import TrainingConfig
 
 __all__ = [
     "DEFAULT_TASK_TYPES",
     "CorpusConfig",
     "EmbedderConfig",
+    "EvaluationConfig",
     "GenerationConfig",
     "LLMConfig",
     "MiningConfig",
     "PipelineConfig",
     "RayConfig",
+    "TrainingConfig",
     "load_config",
+    "load_table",
+    "validate_config",
 ]
 
-#: The four most frequent FRet task types (paper §3.2); sampled uniformly (paper Table 4).
-DEFAULT_TASK_TYPES = ["question_answering", "search_result", "fact_checking", "sentence_similarity"]
+M = TypeVar("M", bound=BaseModel)
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class CorpusConfig(_Config):
-    """Where passages come from and how they are cleaned."""
-
-    path: str = Field("demo:gensim-wiki", description="Corpus file/folder, or a packaged demo corpus "
-                      "('demo:gensim-wiki', 'demo:gensim-lee').")
-    format: Literal["auto", "jsonl", "parquet", "csv", "beir"] = Field(
-        "auto", description="Reader; 'auto' picks by extension / folder layout.")
-    id_field: str = Field("_id", description="Column with the passage id ('id' is tried too).")
-    text_field: str = Field("text", description="Column with the passage text.")
-    title_field: str = Field("title", description="Column with the title (optional).")
-    min_chars: int = Field(40, ge=0, description="Drop passages shorter than this (after normalisation).")
-    max_chars: int = Field(20000, ge=1, description="Drop passages longer than this (likely junk).")
-    dedup: bool = Field(True, description="Drop exact duplicates (normalised text).")
-    limit: int | None = Field(None, ge=1, description="Read at most this many usable passages.")
-
-
-class LLMConfig(_Config):
-    """The LLM used to write (task, query) and to score candidates."""
-
-    backend: Literal["llamacpp", "transformers", "openai", "vllm"] = Field(
-        "llamacpp", description="LLM backend.")
-    model: str = Field("gemma3-270m", description="'gemma3-270m' / 'smollm2-135m' (packaged GGUF), a local "
-                       "path (GGUF file or HF folder), or a hub name.")
-    model_file: str | None = Field(None, description="GGUF file name inside a hub repo or folder.")
-    n_ctx: int = Field(2048, ge=128, description="Context window (llamacpp).")
-    n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores).")
-    n_batch: int = Field(512, ge=8, description="Tokens per llama.cpp decode call.")
-    device: str = Field("auto", description="transformers device: auto, cpu, cuda.")
-    base_url: str | None = Field(None, description="openai backend: server URL, e.g. http://127.0.0.1:8000/v1.")
-    api_key_env: str = Field("OPENAI_API_KEY", description="openai backend: name of the environment "
-                             "variable holding the API key (the key itself is never put in a config).")
-    max_concurrency: int = Field(4, ge=1, description="openai backend: requests in flight.")
-    timeout_s: float = Field(60.0, gt=0, description="openai backend: per-request timeout.")
-    max_retries: int = Field(5, ge=0, description="openai backend: retries on 429/5xx/timeouts.")
-    trust_remote_code: bool = Field(False, description="Allow model repos to run their own code.")
-    seed: int = Field(0, description="Sampling seed.")
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _env_name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
-            raise ValueError("api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
-                             "not the key itself")
-        return v
-
-
-class EmbedderConfig(_Config):
-    """The seed embedder that retrieves neighbours (any sentence-transformers model)."""
-
-    model: str = Field("all-MiniLM-L6-v2", description="'all-MiniLM-L6-v2' (packaged), a local path or a "
-                       "hub name.")
-    batch_size: int = Field(64, ge=1, description="Encoding batch size (texts per batch, at most).")
-    batch_tokens: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
-        "auto", description="Cap each encoding batch at this many padded tokens: long passages go in small "
-        "batches, short queries in big ones (faster on a CPU, same embeddings). 'auto' = 2048 on a CPU and "
-        "plain batches of batch_size on a GPU; null = always plain batches.")
-    max_seq_length: int | None = Field(256, ge=8, description="Truncate inputs to this many tokens.")
-    device: str | None = Field(None, description="Device (default: sentence-transformers' choice).")
-    trust_remote_code: bool = Field(False, description="Allow model repos to run their own code.")
-    input_format: Literal["auto", "unified", "plain", "none"] = Field(
-        "auto", description="How the retriever reads queries and passages: 'auto' (default) = the format it "
-        "was trained with (raw text for an off-the-shelf model, its recorded format for a gecko-distill "
-        "model); 'unified' = Gecko's 'task: … | query: …' / 'title: … | text: …'; 'plain'; 'none' = raw text.")
-
-
-class GenerationConfig(_Config):
-    """Step 1: passages → (task, query)."""
-
-    num_passages: int = Field(50, ge=1, description="Seed passages to sample from the corpus.")
-    task_types: list[str] = Field(default_factory=lambda: list(DEFAULT_TASK_TYPES),
-                                  description="Task types, sampled uniformly.")
-    prompts: str | None = Field(None, description="TOML file overriding the prompt templates "
-                                "(e.g. for another language).")
-    max_new_tokens: int = Field(64, ge=8, description="Token budget for the (task, query) completion.")
-    temperature: float = Field(0.0, ge=0.0, description="0 = greedy.")
-    max_query_words: int = Field(40, ge=2, description="Reject queries longer than this.")
-    max_passage_words: int = Field(160, ge=16, description="Passages are cut to this many words in prompts.")
-    batch_size: int = Field(8, ge=1, description="Prompts per backend call (and per resumable shard).")
-    seed: int = Field(0, description="Seed for passage and task sampling.")
-    queries_per_passage: int = Field(1, ge=1, description="Queries written per seed passage, each for a "
-                                     "different task type (small corpora need several: GPL on SciFact gains "
-                                     "from 1 to 50). Above len(task_types) needs temperature > 0.")
-    filter_generic: bool = Field(True, description="Reject queries that cannot be understood without their "
-                                 "passage ('What is the purpose of the article?', 'this study shows ...') "
-                                 "or that are too short to name anything (reject reason 'generic').")
-
-    @model_validator(mode="after")
-    def _enough_types(self) -> GenerationConfig:
-        if self.queries_per_passage > len(self.task_types) and self.temperature == 0:
-            raise ValueError(f"queries_per_passage={self.queries_per_passage} > {len(self.task_types)} task types "
-                             "with temperature=0 would write the same query twice; set temperature > 0 "
-                             "(e.g. 0.7) or lower queries_per_passage")
-        return self
-
-
-class MiningConfig(_Config):
-    """Steps 2-4: neighbours → LLM scores → RRF → positive + hard negative."""
-
-    num_neighbours: int = Field(20, ge=2, description="Top-N neighbours per query (seed forced in).")
-    index: Literal["auto", "exact", "faiss-flat", "faiss-ivf", "faiss-hnsw"] = Field(
-        "auto", description="Neighbour search; 'auto' = exact below 100k passages, FAISS IVF above.")
-    scorers: list[Literal["ql", "rc"]] = Field(default_factory=lambda: ["ql", "rc"],
-                                               description="LLM scorers to run.")
-    # Default 'auto', not the paper's plain RRF: with the small LLMs that run on a CPU, RC ranks at chance
-    # level on SciFact and RRF(QL, RC) is worse than QL alone (docs/labeller.md); 'auto' measures each signal
-    # against the retriever on a sample and keeps both (weighted RRF) when a capable LLM earns it.
-    fusion: Literal["rrf", "ql", "rc", "auto"] = Field("auto", description="How to combine the rankings: RRF of "
-                                                       "the scorers, one signal alone, or 'auto' (default): check "
-                                                       "each signal against the retriever on a sample first and "
-                                                       "drop or down-weight the ones that do worse "
-                                                       "(docs/labeller.md).")
-    auto_sample: int = Field(32, ge=4, description="fusion='auto': queries in the check sample (the first mined "
-                             "queries, or queries of auto_labelled).")
-    auto_labelled: str | None = Field(None, description="fusion='auto': a BEIR folder with qrels to check the "
-                                      "signals on (nDCG@10); unset: agreement with the seed passage.")
-    rrf_k: float = Field(0.0, ge=0.0, description="RRF constant; the paper uses k=0: 1/r_QL + 1/r_RC.")
-    weights: dict[str, float] = Field(default_factory=lambda: {"ql": 1.0, "rc": 1.0},
-                                      description="Per-signal RRF weights.")
-    positive_policy: Literal["fused", "seed"] = Field("fused", description="'fused' = fused top-1 (paper); "
-                                                      "'seed' = the seed passage (ablation).")
-    negative_policy: str = Field("last", description="'last' (rank N), 'random', or 'rank:K'.")
-    max_passage_words: int = Field(160, ge=16, description="Passages are cut to this many words for scoring.")
-    max_queries: int | None = Field(None, ge=1, description="LLM-score at most this many queries (the first ones kept by the round-trip filter).")
-    # Default 3: the one lever with a significant gain in the ablation (docs/headline.md: SciFact +0.92
-    # [+0.36, +1.51] nDCG@10 over the base, vs +0.33 without; NFCorpus +0.26 at 384 dims, +0.55..+0.88 at
-    # 256-64, vs -0.10 without). It also saves the LLM calls of the ~40% of queries it drops.
-    round_trip_k: int | None = Field(3, ge=1, description="Round-trip filter (Promptagator): keep a query "
-                                     "only if the retriever ranks its seed passage in its top-k, before any "
-                                     "LLM scoring (dropped queries cost no LLM call). None = keep all.")
-    batch_size: int = Field(4, ge=1, description="Queries per scoring batch (and per resumable shard).")
-    seed: int = Field(0, description="Seed for the 'random' negative policy.")
-
-    @field_validator("negative_policy")
-    @classmethod
-    def _neg_policy(cls, v: str) -> str:
-        if v in ("last", "random") or re.fullmatch(r"rank:[1-9][0-9]*", v):
-            return v
-        raise ValueError(f"negative_policy={v!r} is not one of 'last', 'random', 'rank:K' (K >= 1)")
-
-
-class RayConfig(_Config):
-    """The Ray executor (``executor = "ray"``): an actor pool, one LLM backend per actor."""
-
-    address: str | None = Field(None, description="Ray cluster to join ('auto', 'ray://HOST:10001'); unset: "
-                                "the RAY_ADDRESS variable, else a new local Ray instance.")
-    num_workers: int = Field(2, ge=1, description="LLM actors; each loads its own backend.")
-    num_cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per actor (llama.cpp also uses "
-                                       "this many threads unless llm.n_threads is set).")
-    num_gpus_per_worker: float = Field(0.0, ge=0, description="GPUs reserved per actor (1 for a vLLM or "
-                                       "GPU llama.cpp backend).")
-    window_shards: int = Field(4096, ge=1, description="Shards sent per Ray Data run; bounds the driver's "
-                               "memory for prompts (each window starts the actor pool afresh).")
-
-
-class PipelineConfig(_Config):
+class PipelineConfig(StrictModel):
     """A whole run: all stages, written to ``out_dir`` as sibling stage folders."""
 
     out_dir: str = Field("runs/default", description="Run directory (stage folders go inside).")
@@ -201,9 +61,31 @@ class PipelineConfig(_Config):
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     mining: MiningConfig = Field(default_factory=MiningConfig)
-    # Training/evaluation configs live with their stages; kept as raw tables here and validated there.
-    training: dict[str, Any] | None = Field(None, description="[training] table (see `gecko-distill train`).")
-    evaluation: dict[str, Any] | None = Field(None, description="[evaluation] table.")
+    training: TrainingConfig | None = Field(None, description="[training] table (see `gecko-distill train`); "
+                                            "unset: the run ends with the FRet set.")
+    evaluation: EvaluationConfig | None = Field(None, description="[evaluation] table (see `gecko-distill "
+                                                "evaluate`): evaluate the trained model beside its base.")
+
+    @model_validator(mode="after")
+    def _stages_fit_together(self) -> PipelineConfig:
+        # Cross-table checks, so that a bad combination fails when the file is loaded, not hours into a run.
+        if self.evaluation is not None:
+            if self.training is None:
+                raise ValueError("[evaluation] evaluates the trained model: add a [training] table")
+            if not self.evaluation.data:
+                raise ValueError('[evaluation] needs data = ["path/to/set", ...] (BEIR, STS, classification or '
+                                 "pair-classification folders)")
+        return self
+
+
+def _table_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside a field's annotation (``TrainingConfig | None``, ``list[MixSource]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        if (found := _table_model(arg)) is not None:
+            return found
+    return None
 
 
 def _format_validation_error(err: ValidationError, model: type[BaseModel], source: str) -> str:
@@ -215,8 +97,10 @@ def _format_validation_error(err: ValidationError, model: type[BaseModel], sourc
             # Suggest the closest valid key, generated from the model's fields at that level.
             sub: Any = model
             for part in e["loc"][:-1]:
+                if isinstance(part, int):  # an item of a list of tables, e.g. training.mix.0
+                    continue
                 fld = getattr(sub, "model_fields", {}).get(part)
-                sub = fld.annotation if fld is not None else None
+                sub = _table_model(fld.annotation) if fld is not None else None
             valid = sorted(getattr(sub, "model_fields", {}).keys())
             close = difflib.get_close_matches(str(e["loc"][-1]), valid, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -225,19 +109,57 @@ def _format_validation_error(err: ValidationError, model: type[BaseModel], sourc
     return "\n".join(lines)
 
 
-def load_config(path: str | Path, model: type[BaseModel] = PipelineConfig) -> Any:
-    """Load a TOML file into ``model``, rejecting unknown keys with the key named."""
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise ConfigError(f"config file not found: {p}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from e
-    return validate_config(data, model, source=str(p))
+def _overlay(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` on top; ``None`` means "not given" and nested tables merge key by key."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping):
+            inner = out.get(key)
+            out[key] = _overlay(inner if isinstance(inner, dict) else {}, value)
+        else:
+            out[key] = value
+    return out
 
 
-def validate_config(data: dict[str, Any], model: type[BaseModel], *, source: str = "config") -> Any:
+def load_table(path: str | Path | None, model: type[M], *, table: str | None = None,
+               overrides: Mapping[str, Any] | None = None) -> M:
+    """The one way a command reads its config: a TOML file, the CLI's options on top, then validation.
+
+    Args:
+        path: The TOML file; ``None`` = options and defaults only.
+        model: The pydantic model of the table (unknown keys are rejected with the closest valid key named).
+        table: Read this table of the file (``"training"`` reads ``[training]``) when the file has it, else the
+            whole file, so a file holding just that table's keys works too. ``None`` = the whole file.
+        overrides: The options actually given (``None`` values are skipped); nested mappings merge into the
+            file's tables key by key, so ``{"llm": {"model": "x"}}`` keeps the rest of ``[llm]``.
+
+    Raises:
+        ConfigError: the file is missing or not TOML, or the merged values do not validate; the message names
+            the file (or "command line") and every bad key.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {p}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML: {e}") from None
+        if table is not None and isinstance(data.get(table), dict):
+            data = data[table]
+    data = _overlay(data, overrides or {})
+    return validate_config(data, model, source=str(path) if path is not None else "command line")
+
+
+def load_config(path: str | Path, model: type[M] = PipelineConfig) -> M:  # type: ignore[assignment]
+    """Load a whole TOML file into ``model`` (a :class:`PipelineConfig` by default); see :func:`load_table`."""
+    return load_table(path, model)
+
+
+def validate_config(data: Mapping[str, Any], model: type[M], *, source: str = "config") -> M:
     """Validate a mapping against ``model`` and raise :class:`ConfigError` with a readable message."""
     try:
         return model.model_validate(data)

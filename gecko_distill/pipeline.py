@@ -20,18 +20,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gecko_distill.artifacts import atomic_write_text
-from gecko_distill.config import PipelineConfig
-from gecko_distill.errors import ConfigError
+from gecko_distill.config import EmbedderConfig, PipelineConfig
 from gecko_distill.corpus import CorpusReport, read_corpus
 from gecko_distill.generation import GenerationResult, generate
 from gecko_distill.llm import CachedLLM, load_llm
 from gecko_distill.mining import MiningResult, mine
 from gecko_distill.prompts import load_prompts
 
-__all__ = ["PipelineResult", "Timer", "run_pipeline"]
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["PipelineResult", "Timer", "embed_options", "load_seed_embedder", "run_pipeline"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,28 +68,27 @@ class PipelineResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def load_seed_embedder(config: EmbedderConfig) -> SentenceTransformer:
+    """The ``[embedder]`` table's model (the retriever whose neighbours the LLM relabels)."""
+    from gecko_distill.embedding import load_embedder
+
+    return load_embedder(config.model, device=config.device, max_seq_length=config.max_seq_length,
+                         trust_remote_code=config.trust_remote_code)
+
+
+def embed_options(config: EmbedderConfig) -> dict[str, Any]:
+    """The ``[embedder]`` table's encoding options, as :func:`~gecko_distill.mining.mine` takes them."""
+    return {"embed_batch_size": config.batch_size, "embed_batch_tokens": config.batch_tokens,
+            "embed_format": config.input_format}
+
+
 def run_pipeline(config: PipelineConfig, *, progress: bool = True) -> PipelineResult:
     """Corpus → generation → mining (→ training → evaluation when configured)."""
     out = Path(config.out_dir)
-    tcfg = None
-    ecfg = None
-    if config.training is not None:  # validate now: a typo must not surface after hours of mining
-        from gecko_distill.config import validate_config
-        from gecko_distill.training import TrainingConfig
-
-        tcfg = validate_config(config.training, TrainingConfig, source="[training]")
-    if config.evaluation is not None:
-        from gecko_distill.config import validate_config
-        from gecko_distill.evaluation.config import EvaluationConfig
-
-        if tcfg is None:
-            raise ConfigError("[evaluation] evaluates the trained model: add a [training] table")
-        ecfg = validate_config(config.evaluation, EvaluationConfig, source="[evaluation]")
-        if not ecfg.data:
-            raise ConfigError("[evaluation] needs data = [\"path/to/set\", ...] (BEIR, STS, classification or "
-                              "pair-classification folders)")
-        if "base" not in config.evaluation:  # the base beside the trained model is the one training started from
-            ecfg = ecfg.model_copy(update={"base": tcfg.base_model})
+    tcfg, ecfg = config.training, config.evaluation  # validated, with their cross-checks, when config was built
+    if ecfg is not None and tcfg is not None and "base" not in ecfg.model_fields_set:
+        # the base beside the trained model is the one training started from
+        ecfg = ecfg.model_copy(update={"base": tcfg.base_model})
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "pipeline.json", config.model_dump_json(indent=2))
     timer = Timer()
@@ -95,19 +96,13 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True) -> PipelineRe
     logger.info("corpus: %d passages (%d rows read)", len(passages), corpus_report.rows_read)
     prompts = load_prompts(config.generation.prompts)
 
-    from gecko_distill.embedding import load_embedder
-
     llm = timer.run("load models", lambda: CachedLLM(load_llm(config.llm), out / "llm-cache.sqlite"))
     gen = timer.run("generate", lambda: _executor(config).generate(
         passages, llm, config.generation, out_dir=out / "generation", prompts=prompts, progress=progress))
-    embedder = timer.run("load models", lambda: load_embedder(
-        config.embedder.model, device=config.embedder.device, max_seq_length=config.embedder.max_seq_length,
-        trust_remote_code=config.embedder.trust_remote_code))
+    embedder = timer.run("load models", lambda: load_seed_embedder(config.embedder))
     fret = timer.run("mine", lambda: _executor(config).mine(
         gen.queries, passages, embedder=embedder, llm=llm, config=config.mining, out_dir=out / "fret",
-        prompts=prompts, embed_batch_size=config.embedder.batch_size,
-        embed_batch_tokens=config.embedder.batch_tokens, embed_format=config.embedder.input_format,
-        progress=progress))
+        prompts=prompts, progress=progress, **embed_options(config.embedder)))
     llm.close()
     result = PipelineResult(out, corpus_report, gen, fret, timer)
     if tcfg is not None:

@@ -41,13 +41,13 @@ def _bench() -> Path:
 def retrieval_per_query(model_path: str, set_path: str, split: str, dims: list[int],
                         max_corpus: int | None = None) -> dict[int, dict[str, float]]:
     """Per-query nDCG@10 at each dim, the model in its own format (exact cosine search over the corpus)."""
+    from gecko_distill.corpus.eval_sets import load_eval_set
     from gecko_distill.embedding import load_embedder, resolve_embedder_path
     from gecko_distill.embedding.batching import encode_batched
     from gecko_distill.embedding.formats import native_mode
-    from gecko_distill.evaluation.config import task_string_for
-    from gecko_distill.evaluation.data import load_eval_set
+    from gecko_distill.embedding.task_strings import task_string_for
     from gecko_distill.evaluation.formatting import InputFormat
-    from gecko_distill.evaluation.metrics import ndcg_at_k
+    from gecko_distill.retrieval.metrics import ndcg_at_k
 
     s = load_eval_set(set_path, kind="retrieval", split=split, max_corpus=max_corpus, seed=42)
     path = resolve_embedder_path(model_path)

@@ -15,7 +15,7 @@ import argparse
 import random
 import sys
 
-from gecko_distill.mining.auto_fusion import RETRIEVER, seed_agreement
+from gecko_distill.labelling.auto_fusion import RETRIEVER, seed_agreement
 from gecko_distill.training.data import read_fret
 
 

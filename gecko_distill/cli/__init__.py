@@ -1,41 +1,12 @@
 """The `gecko-distill` command line: thin wrappers (parse → config → call → render).
 
-Each command group lives in its own module exposing ``register(app)``; this file only assembles them.
+Modules: :mod:`.app` (the typer app and ``main``), :mod:`.pipeline_cmds` (demo, run, generate, mine),
+:mod:`.train_cmd` (train, prefinetune), :mod:`.eval_cmds` (evaluate, report, decontam),
+:mod:`.labeller_cmd` (check-labeller, rerank-eval).
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
-
-import typer
+from gecko_distill.cli.app import app, main
 
 __all__ = ["app", "main"]
-
-app = typer.Typer(
-    name="gecko-distill",
-    help="Turn an unlabeled corpus plus any LLM into a compact text embedder (Gecko method).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-
-# One module per command group; each defines register(app).
-_COMMAND_MODULES: tuple[str, ...] = (
-    "gecko_distill.cli.pipeline_cmds",
-    "gecko_distill.cli.train_cmd",
-    "gecko_distill.cli.eval_cmds",
-    "gecko_distill.cli.labeller_cmd",
-    "gecko_distill.cli.models_cmd",
-)
-
-for _name in _COMMAND_MODULES:
-    importlib.import_module(_name).register(app)
-
-
-def main() -> None:
-    """Entry point of the console script."""
-    from gecko_distill._logging import setup_logging
-
-    setup_logging()
-    app()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path  # noqa: TC003 - typer reads the annotations at run time
 from typing import Annotated, Any
 
@@ -12,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from gecko_distill.config import validate_config
+from gecko_distill.config import load_table
 from gecko_distill.errors import ConfigError, GeckoDistillError
 from gecko_distill.evaluation.config import EvaluationConfig
 
@@ -65,21 +64,6 @@ def _parse_task_strings(items: list[str] | None) -> dict[str, str] | None:
             raise ConfigError(f"--task-string {it!r}: expected NAME=TASK, e.g. 'scifact=fact checking'")
         out[name.strip()] = task.strip()
     return out
-
-
-def _build_config(config_file: Path | None, overrides: dict[str, Any]) -> EvaluationConfig:
-    """A TOML file (its ``[evaluation]`` table if present, else the whole file) overlaid with the flags."""
-    data: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            raw = tomllib.loads(config_file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {config_file}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{config_file}: not valid TOML: {e}") from None
-        data = dict(raw["evaluation"]) if isinstance(raw.get("evaluation"), dict) else raw
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return validate_config(data, EvaluationConfig, source=str(config_file or "command line"))
 
 
 def render_evaluation(result: Any) -> None:
@@ -213,7 +197,7 @@ def register(app: typer.Typer) -> None:
                 "show_progress": progress,
                 "base": base,
             }
-            cfg = _build_config(config, overrides)
+            cfg = load_table(config, EvaluationConfig, table="evaluation", overrides=overrides)
             if no_base:
                 cfg.base = None
             if no_cache:
@@ -278,7 +262,7 @@ def register(app: typer.Typer) -> None:
         from gecko_distill.artifacts import atomic_write_text, read_jsonl, to_jsonl
         from gecko_distill.config import CorpusConfig
         from gecko_distill.corpus import read_corpus
-        from gecko_distill.evaluation.data import load_eval_set
+        from gecko_distill.corpus.eval_sets import load_eval_set
         from gecko_distill.evaluation.decontam import DEFAULT_DROP_FIELDS, decontaminate_passages
 
         try:

@@ -1,12 +1,11 @@
 """`rerank-eval` and `check-labeller`: is the LLM a better ranker than the retriever it relabels?
 
-Thin: parse → configs → :mod:`gecko_distill.evaluation.rerank_check` / :func:`gecko_distill.mining.mine` → render.
+Thin: parse → configs → :mod:`gecko_distill.labelling.rerank_check` / :func:`gecko_distill.mining.mine` → render.
 """
 
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from gecko_distill.config import PipelineConfig, validate_config
+from gecko_distill.config import PipelineConfig, load_table
 from gecko_distill.errors import ConfigError, GeckoDistillError
 
 __all__ = ["register"]
@@ -31,20 +30,8 @@ def _fail(e: Exception) -> None:
 def _pipeline_config(config_file: Path | None, llm: str | None, llm_backend: str | None,
                      mining: dict[str, Any]) -> PipelineConfig:
     """A TOML config (optional) overlaid with the flags actually given."""
-    data: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            data = tomllib.loads(config_file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {config_file}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{config_file}: not valid TOML: {e}") from None
-    llm_d = dict(data.get("llm", {}))
-    llm_d.update({k: v for k, v in {"model": llm, "backend": llm_backend}.items() if v is not None})
-    mine_d = dict(data.get("mining", {}))
-    mine_d.update({k: v for k, v in mining.items() if v is not None})
-    return validate_config({**data, "llm": llm_d, "mining": mine_d}, PipelineConfig,
-                           source=str(config_file or "command line"))
+    return load_table(config_file, PipelineConfig,
+                      overrides={"llm": {"model": llm, "backend": llm_backend}, "mining": mining})
 
 
 def _render(report: Any, title: str) -> None:
@@ -70,10 +57,10 @@ def _open_llm(cfg: PipelineConfig, cache: Path | None) -> Any:
 
 def _rerank(data: Path, split: str | None, queries: int, top_k: int, task: str | None, cfg: PipelineConfig,
             cache: Path | None, seed: int, progress: bool) -> Any:
+    from gecko_distill.corpus.eval_sets import RetrievalSet, load_eval_set
     from gecko_distill.embedding import load_embedder
-    from gecko_distill.evaluation.config import task_string_for
-    from gecko_distill.evaluation.data import RetrievalSet, load_eval_set
-    from gecko_distill.evaluation.rerank_check import evaluate_reranker, first_stage
+    from gecko_distill.embedding.task_strings import task_string_for
+    from gecko_distill.labelling.rerank_check import evaluate_reranker, first_stage
     from gecko_distill.prompts import load_prompts
 
     ds = load_eval_set(data, kind="retrieval", split=split, limit=queries, seed=seed)
@@ -153,7 +140,7 @@ def register(app: typer.Typer) -> None:
             cfg = _pipeline_config(config, llm, llm_backend, {})
             k = top_k or cfg.mining.num_neighbours
             if data is not None:
-                from gecko_distill.evaluation.rerank_check import labeller_warnings
+                from gecko_distill.labelling.rerank_check import labeller_warnings
 
                 rep, raw = _rerank(data, None, sample, k, None, cfg, cache, 42, progress)
                 _render(rep, f"labeller check on {data.name}: {rep.num_queries} labelled queries, top-{rep.top_k}, "

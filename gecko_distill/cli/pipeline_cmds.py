@@ -6,16 +6,48 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from gecko_distill.config import PipelineConfig, load_config, validate_config
-from gecko_distill.errors import GeckoDistillError
+from gecko_distill.config import (
+    CorpusConfig,
+    EmbedderConfig,
+    GenerationConfig,
+    LLMConfig,
+    MiningConfig,
+    PipelineConfig,
+    load_table,
+)
+from gecko_distill.errors import ConfigError, GeckoDistillError
 
 __all__ = ["register", "render_summary"]
 
 console = Console()
+
+
+def _h(model: type[BaseModel], name: str) -> str:
+    """A config field's description, reused as the option's help (defaults live in the config, once)."""
+    field = model.model_fields[name]
+    return escape(f"{field.description or ''} [config default: {field.get_default(call_default_factory=True)}]")
+
+
+def _g(name: str) -> str:
+    return _h(GenerationConfig, name)
+
+
+def _m(name: str) -> str:
+    return _h(MiningConfig, name)
+
+
+def _stage_config(config_file: Path | None, corpus: str | None, *, llm: str | None, llm_backend: str | None,
+                  **tables: dict[str, Any]) -> PipelineConfig:
+    """The stage commands' config: the TOML file's tables (if given), the options actually given on top."""
+    if config_file is None and corpus is None:
+        raise ConfigError("give --corpus (the corpus file or folder) or --config with a [corpus] table")
+    return load_table(config_file, PipelineConfig, overrides={
+        "corpus": {"path": corpus}, "llm": {"model": llm, "backend": llm_backend}, **tables})
 
 
 def _fail(e: Exception) -> None:
@@ -114,26 +146,28 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run every configured stage from a TOML config; finished stages are skipped, interrupted ones resume."""
         try:
-            cfg = load_config(config)
-            if executor is not None:
-                cfg = validate_config({**cfg.model_dump(), "executor": executor}, PipelineConfig, source="--executor")
+            cfg = load_table(config, PipelineConfig,
+                             overrides={"executor": executor, "out_dir": str(out) if out is not None else None})
         except GeckoDistillError as e:
             _fail(e)
-        if out is not None:
-            cfg.out_dir = str(out)
         _run(cfg, progress)
 
     @app.command(name="generate")
     def generate_cmd(
-        corpus: Annotated[str, typer.Option(help="Corpus file/folder or demo:gensim-wiki.")],
         out: Annotated[Path, typer.Option(help="Stage directory to write (e.g. RUN/generation).")],
-        num_passages: Annotated[int, typer.Option(min=1, help="Seed passages to sample.")] = 50,
-        llm_backend: Annotated[str, typer.Option("--llm-backend", help="llamacpp|transformers|openai|vllm")] = "llamacpp",
-        llm: Annotated[str, typer.Option(help="LLM model (alias, path or hub name).")] = "gemma3-270m",
-        task_types: Annotated[str, typer.Option(help="Comma-separated task types.")] =
-            "question_answering,search_result,fact_checking,sentence_similarity",
-        prompts: Annotated[Path | None, typer.Option(help="Prompt TOML override.")] = None,
-        seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+        config: Annotated[Path | None, typer.Option(help=escape("TOML config: its [corpus], [llm] and "
+                                                           "[generation] tables; the options below override "
+                                                           "them."))] = None,
+        corpus: Annotated[str | None, typer.Option(help=_h(CorpusConfig, "path"))] = None,
+        num_passages: Annotated[int | None, typer.Option(min=1, help=_g("num_passages"))] = None,
+        llm_backend: Annotated[str | None, typer.Option("--llm-backend", help=_h(LLMConfig, "backend"))] = None,
+        llm: Annotated[str | None, typer.Option(help=_h(LLMConfig, "model"))] = None,
+        task_types: Annotated[str | None, typer.Option(help="Comma-separated task types. "
+                                                       + _g("task_types"))] = None,
+        prompts: Annotated[Path | None, typer.Option(help=_g("prompts"))] = None,
+        seed: Annotated[int | None, typer.Option(help=_g("seed"))] = None,
+        batch_size: Annotated[int | None, typer.Option(min=1, help=_g("batch_size"))] = None,
+        max_passage_words: Annotated[int | None, typer.Option(min=16, help=_g("max_passage_words"))] = None,
         progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     ) -> None:
         """Stage 1 alone: sample passages and let the LLM write (task, query) pairs."""
@@ -142,11 +176,11 @@ def register(app: typer.Typer) -> None:
         from gecko_distill.llm import CachedLLM, load_llm
 
         try:
-            cfg = validate_config({"corpus": {"path": corpus}, "llm": {"backend": llm_backend, "model": llm},
-                                   "generation": {"num_passages": num_passages, "seed": seed,
-                                                  "task_types": task_types.split(","),
-                                                  "prompts": str(prompts) if prompts else None}},
-                                  PipelineConfig, source="command line")
+            cfg = _stage_config(config, corpus, llm=llm, llm_backend=llm_backend, generation={
+                "num_passages": num_passages, "seed": seed, "batch_size": batch_size,
+                "max_passage_words": max_passage_words,
+                "task_types": task_types.split(",") if task_types else None,
+                "prompts": str(prompts) if prompts else None})
             passages, corpus_report = read_corpus(cfg.corpus)
             if corpus_report.dropped:
                 console.print(corpus_report.describe(), markup=False, highlight=False, soft_wrap=True)
@@ -158,36 +192,48 @@ def register(app: typer.Typer) -> None:
 
     @app.command(name="mine")
     def mine_cmd(
-        corpus: Annotated[str, typer.Option(help="The corpus the queries were generated from.")],
         queries: Annotated[Path, typer.Option(help="A finished generation stage directory.")],
         out: Annotated[Path, typer.Option(help="Stage directory to write (e.g. RUN/fret).")],
-        neighbours: Annotated[int, typer.Option(min=2, help="Top-N neighbours.")] = 20,
-        positive_policy: Annotated[str, typer.Option(help="fused|seed")] = "fused",
-        negative_policy: Annotated[str, typer.Option(help="last|random|rank:K")] = "last",
-        fusion: Annotated[str, typer.Option(help="auto|rrf|ql|rc (auto: drop a signal worse than the retriever)")] = "auto",
-        llm_backend: Annotated[str, typer.Option("--llm-backend", help="llamacpp|transformers|openai|vllm")] = "llamacpp",
-        llm: Annotated[str, typer.Option(help="LLM model (alias, path or hub name).")] = "gemma3-270m",
-        embedder: Annotated[str, typer.Option(help="Seed embedder (sentence-transformers).")] = "all-MiniLM-L6-v2",
+        config: Annotated[Path | None, typer.Option(help=escape("TOML config: its [corpus], [llm], [embedder] "
+                                                           "and [mining] tables; the options below override "
+                                                           "them."))] = None,
+        corpus: Annotated[str | None, typer.Option(help="The corpus the queries were generated from. "
+                                                   + _h(CorpusConfig, "path"))] = None,
+        neighbours: Annotated[int | None, typer.Option(min=2, help=_m("num_neighbours"))] = None,
+        positive_policy: Annotated[str | None, typer.Option(help=_m("positive_policy"))] = None,
+        negative_policy: Annotated[str | None, typer.Option(help=_m("negative_policy"))] = None,
+        fusion: Annotated[str | None, typer.Option(help=_m("fusion"))] = None,
+        scorers: Annotated[str | None, typer.Option(help="Comma-separated: ql,rc. " + _m("scorers"))] = None,
+        max_queries: Annotated[int | None, typer.Option(min=1, help=_m("max_queries"))] = None,
+        batch_size: Annotated[int | None, typer.Option(min=1, help=_m("batch_size"))] = None,
+        max_passage_words: Annotated[int | None, typer.Option(min=16, help=_m("max_passage_words"))] = None,
+        auto_sample: Annotated[int | None, typer.Option(min=4, help=_m("auto_sample"))] = None,
+        auto_labelled: Annotated[str | None, typer.Option(help=_m("auto_labelled"))] = None,
+        llm_backend: Annotated[str | None, typer.Option("--llm-backend", help=_h(LLMConfig, "backend"))] = None,
+        llm: Annotated[str | None, typer.Option(help=_h(LLMConfig, "model"))] = None,
+        embedder: Annotated[str | None, typer.Option(help=_h(EmbedderConfig, "model"))] = None,
         progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     ) -> None:
         """Stages 2-4 alone: neighbours, LLM scores, RRF, positive + hard negative → FRet."""
         from gecko_distill.corpus import read_corpus
-        from gecko_distill.embedding import load_embedder
         from gecko_distill.generation import load_task_queries
         from gecko_distill.llm import CachedLLM, load_llm
         from gecko_distill.mining import mine
+        from gecko_distill.pipeline import embed_options, load_seed_embedder
 
         try:
-            cfg = validate_config({"corpus": {"path": corpus}, "llm": {"backend": llm_backend, "model": llm},
-                                   "embedder": {"model": embedder},
-                                   "mining": {"num_neighbours": neighbours, "positive_policy": positive_policy,
-                                              "negative_policy": negative_policy, "fusion": fusion}},
-                                  PipelineConfig, source="command line")
+            cfg = _stage_config(config, corpus, llm=llm, llm_backend=llm_backend, embedder={"model": embedder},
+                                mining={"num_neighbours": neighbours, "positive_policy": positive_policy,
+                                        "negative_policy": negative_policy, "fusion": fusion,
+                                        "scorers": scorers.split(",") if scorers else None,
+                                        "max_queries": max_queries, "batch_size": batch_size,
+                                        "max_passage_words": max_passage_words, "auto_sample": auto_sample,
+                                        "auto_labelled": auto_labelled})
             passages, _ = read_corpus(cfg.corpus)
             gen = load_task_queries(queries)
             backend = CachedLLM(load_llm(cfg.llm), out.parent / "llm-cache.sqlite")  # shared by the run
-            res = mine(gen.queries, passages, embedder=load_embedder(cfg.embedder.model), llm=backend,
-                       config=cfg.mining, out_dir=out, progress=progress)
+            res = mine(gen.queries, passages, embedder=load_seed_embedder(cfg.embedder), llm=backend,
+                       config=cfg.mining, out_dir=out, progress=progress, **embed_options(cfg.embedder))
         except GeckoDistillError as e:
             _fail(e)
         console.print(res.summary)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gecko_distill.config import validate_config
+from gecko_distill.config import load_table
 from gecko_distill.errors import ConfigError, GeckoDistillError
 from gecko_distill.training.config import PrefinetuneConfig, TrainingConfig, parse_mix_spec
 
@@ -42,21 +41,6 @@ def _parse_dims(text: str | None) -> list[int] | None:
     except ValueError:
         raise ConfigError(f"--dims {text!r}: give comma-separated integers like 384,256,128,64, "
                           "or 'none'") from None
-
-
-def _build_config(model: type, config_file: Path | None, table: str, overrides: dict[str, Any]) -> Any:
-    """TOML file (its ``[table]`` if present, else the whole file) overlaid with the flags actually given."""
-    data: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            raw = tomllib.loads(config_file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {config_file}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{config_file}: not valid TOML: {e}") from None
-        data = dict(raw[table]) if isinstance(raw.get(table), dict) else raw
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return validate_config(data, model, source=str(config_file or "command line"))
 
 
 def _render(result: Any, title: str) -> None:
@@ -101,7 +85,8 @@ def register(app: typer.Typer) -> None:
         lr: Annotated[float | None, typer.Option(help=_t("learning_rate"))] = None,
         temperature: Annotated[float | None, typer.Option(help=_t("temperature"))] = None,
         dims: Annotated[str | None, typer.Option(help="Matryoshka dims, e.g. 384,256,128,64; 'none' = off. "
-                                                 "Default: the full dim + 512/256/128/64 below it.")] = None,
+                                                 "Default: the full dim + the standard widths below it "
+                                                 "(1024/768/512/256/128/64).")] = None,
         max_seq_length: Annotated[int | None, typer.Option(help=_t("max_seq_length"))] = None,
         input_format: Annotated[str | None, typer.Option(help=_t("input_format"))] = None,
         distill: Annotated[str | None, typer.Option(help=_t("distill"))] = None,
@@ -138,7 +123,7 @@ def register(app: typer.Typer) -> None:
                 "device": device, "show_progress": progress,
                 "mix": [parse_mix_spec(m).model_dump() for m in mix] if mix else None,
             }
-            cfg = _build_config(TrainingConfig, config, "training", overrides)
+            cfg = load_table(config, TrainingConfig, table="training", overrides=overrides)
             if data is None and not cfg.mix:
                 raise ConfigError("give --data DIR/fret (a FRet stage directory) and/or --mix PATH[:weight]")
             result = run_train(data, out, config=cfg)
@@ -179,7 +164,7 @@ def register(app: typer.Typer) -> None:
                 "mini_batch_size": mini_batch_size, "learning_rate": lr, "matryoshka_dims": _parse_dims(dims),
                 "max_seq_length": max_seq_length, "seed": seed, "device": device, "show_progress": progress,
             }
-            cfg = _build_config(PrefinetuneConfig, config, "prefinetune", overrides)
+            cfg = load_table(config, PrefinetuneConfig, table="prefinetune", overrides=overrides)
             if corpus is not None:
                 cfg.corpus = cfg.corpus.model_copy(update={"path": corpus})
             result = run_prefinetune(out, config=cfg)

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gecko_distill.config import CorpusConfig
 from gecko_distill.corpus.demo import iter_demo_corpus
 from gecko_distill.corpus.normalize import dedup_key, normalize_text
 from gecko_distill.errors import InputError
 from gecko_distill.records import Passage
+from gecko_distill.stage_configs import CorpusConfig
 
 __all__ = ["BadRow", "CorpusReport", "read_corpus"]
 

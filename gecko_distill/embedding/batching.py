@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from gecko_distill._batching import token_budget_batches
+
 __all__ = ["AUTO_CPU_BATCH_TOKENS", "BatchTokens", "encode_batched", "resolve_batch_tokens", "token_budget_batches"]
 
 #: ``"auto"`` on a CPU: 8 texts of 256 tokens. 2,048 and 4,096 were equal within noise on SciFact and the Lee
@@ -32,30 +34,6 @@ AUTO_CPU_BATCH_TOKENS = 2048
 
 #: ``"auto"``: budget on a CPU, fixed batches elsewhere; an int: always budget; ``None``: fixed batches.
 BatchTokens = int | Literal["auto"] | None
-
-
-def token_budget_batches(lengths: Sequence[int] | np.ndarray, *, batch_size: int,
-                         max_tokens: int | None) -> list[np.ndarray]:
-    """Index batches, longest texts first, each at most ``batch_size`` texts and ``max_tokens`` padded tokens.
-
-    A batch pads to its longest text, so its padded size is ``len(batch) * lengths[first]`` (sorted
-    descending). A text longer than the budget still gets a batch of its own. ``max_tokens=None`` gives
-    plain fixed-size batches (of the length-sorted order). Ties keep input order (stable sort), so the
-    plan is deterministic.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if max_tokens is not None and max_tokens < 1:
-        raise ValueError(f"max_tokens must be >= 1 or None, got {max_tokens}")
-    lens = np.asarray(lengths, dtype=np.int64)
-    order = np.argsort(-lens, kind="stable")
-    batches: list[np.ndarray] = []
-    i = 0
-    while i < len(order):
-        n = batch_size if max_tokens is None else min(batch_size, max(1, max_tokens // max(1, int(lens[order[i]]))))
-        batches.append(order[i : i + n])
-        i += n
-    return batches
 
 
 def resolve_batch_tokens(model: Any, setting: BatchTokens) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -12,7 +13,8 @@ from gecko_distill.errors import BackendUnavailable
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["PACKAGED_EMBEDDERS", "embedder_format", "embedder_id", "load_embedder", "resolve_embedder_path"]
+__all__ = ["PACKAGED_EMBEDDERS", "embedder_format", "embedder_id", "embedding_width", "load_embedder",
+           "resolve_embedder_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +51,9 @@ def load_embedder(name_or_path: str = "all-MiniLM-L6-v2", *, device: str | None 
 
     Local folders and packaged models load with ``HF_HUB_OFFLINE=1`` so nothing is fetched.
     """
-    from sentence_transformers import SentenceTransformer
-
     import pickle
+
+    from sentence_transformers import SentenceTransformer
 
     path = resolve_embedder_path(name_or_path)
     if Path(path).exists():
@@ -117,3 +119,33 @@ def embedder_id(model: SentenceTransformer) -> str:
         name = type(model).__name__
     short = "/".join(Path(str(name)).parts[-2:]) or str(name)
     return f"{short}:{model.get_embedding_dimension()}:{model.max_seq_length}"
+
+
+def embedding_width(name_or_path: str) -> int | None:
+    """The embedding dimension of a local sentence-transformers folder, read from its config files.
+
+    No weights are loaded, so a config can be checked against its model before any work starts. The last
+    ``Dense`` layer's ``out_features`` wins, else the pooling width (times the pooling modes it
+    concatenates). ``None`` when that cannot be told without loading the model (a hub name, no
+    ``modules.json``, a custom module).
+    """
+    try:
+        folder = Path(resolve_embedder_path(name_or_path))
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+    except (BackendUnavailable, OSError, ValueError):
+        return None
+    width: int | None = None
+    for module in modules:
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        try:
+            cfg = json.loads((folder / module.get("path", "") / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            cfg = {}
+        if kind == "Pooling" and "word_embedding_dimension" in cfg:
+            modes = sum(bool(v) for k, v in cfg.items() if k.startswith("pooling_mode_"))
+            width = int(cfg["word_embedding_dimension"]) * max(modes, 1)
+        elif kind == "Dense" and "out_features" in cfg:
+            width = int(cfg["out_features"])
+        elif kind not in ("Transformer", "Normalize", "Pooling", "Dense"):
+            return None
+    return width

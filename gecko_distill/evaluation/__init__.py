@@ -4,10 +4,10 @@
 >>> res = evaluate("runs/demo/model", ["../shared/benchdata/stsb"], out_dir="runs/eval")  # doctest: +SKIP
 >>> res.summary["stsb"]["trained"]["384"]  # doctest: +SKIP
 
-Modules: :mod:`.data` (local readers: BEIR, STS TSV, classification / pair JSONL), :mod:`.formatting`
+Modules: :mod:`gecko_distill.corpus.eval_sets` (local readers: BEIR, STS TSV, classification / pair JSONL), :mod:`.formatting`
 (Gecko's evaluation prompts), :mod:`.tasks` (the sets as local mteb tasks), :mod:`.encoder` (one encoding pass
 for all Matryoshka dims), :mod:`.store` (on-disk embedding cache), :mod:`.runner` (``evaluate``),
-:mod:`.metrics` (pure nDCG/recall + pytrec_eval), :mod:`.decontam` (overlap with evaluation sets).
+:mod:`gecko_distill.retrieval.metrics` (pure nDCG/recall + pytrec_eval), :mod:`.decontam` (overlap with evaluation sets).
 
 Names are imported on first use: ``import mteb`` takes seconds, and the CLI must start fast.
 """
@@ -40,20 +40,21 @@ __all__ = [
 ]
 
 _HOME = {
-    **dict.fromkeys(("EvaluationConfig",), "config"),
+    **dict.fromkeys(("EvaluationConfig",), "gecko_distill.evaluation.config"),
     **dict.fromkeys(
         ("TASK_KINDS", "EvalSet", "LabelledSet", "PairSet", "RetrievalSet", "detect_kind", "load_eval_set"),
-        "data",
+        "gecko_distill.corpus.eval_sets",
     ),
-    **dict.fromkeys(("ContaminationReport", "decontaminate_passages", "measure_overlap"), "decontam"),
-    **dict.fromkeys(("ndcg_at_k", "rank_documents", "recall_at_k", "score_run"), "metrics"),
-    **dict.fromkeys(("DataSpec", "EvaluationResult", "ScoreRecord", "evaluate"), "runner"),
+    **dict.fromkeys(("ContaminationReport", "decontaminate_passages", "measure_overlap"),
+                    "gecko_distill.evaluation.decontam"),
+    **dict.fromkeys(("ndcg_at_k", "rank_documents", "recall_at_k", "score_run"), "gecko_distill.retrieval.metrics"),
+    **dict.fromkeys(("DataSpec", "EvaluationResult", "ScoreRecord", "evaluate"), "gecko_distill.evaluation.runner"),
 }
 
 
 def __getattr__(name: str) -> Any:
     if name in _HOME:
-        return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+        return getattr(importlib.import_module(_HOME[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

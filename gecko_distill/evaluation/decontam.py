@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gecko_distill.corpus.normalize import normalize_text
-from gecko_distill.evaluation.data import EvalSet, LabelledSet, PairSet, RetrievalSet
+from gecko_distill.corpus.eval_sets import EvalSet, LabelledSet, PairSet, RetrievalSet
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -293,7 +293,7 @@ def decontaminate_passages(
     Returns:
         The kept passages (input order) and the report (``dropped`` lists the removed ids).
     """
-    from gecko_distill.evaluation.data import load_eval_set
+    from gecko_distill.corpus.eval_sets import load_eval_set
 
     sets = [load_eval_set(s) if isinstance(s, (str, Path)) else s for s in eval_sets]
     report = measure_overlap(passages, sets, queries=queries, n=n, min_words=min_words)

@@ -26,13 +26,15 @@ if TYPE_CHECKING:
 
     from gecko_distill.evaluation.store import EmbeddingStore
 
-__all__ = ["MatryoshkaEncoder", "default_dims", "resolve_dims"]
+__all__ = ["MatryoshkaEncoder", "halving_dims", "resolve_dims"]
 
 logger = logging.getLogger(__name__)
 
 
-def default_dims(full_dim: int) -> list[int]:
-    """The full dim and its halvings down to 64 (e.g. 384, 192, 96), when a model records no dims."""
+def halving_dims(full_dim: int) -> list[int]:
+    """The full dim and its halvings down to 64 (e.g. 384, 192, 96): what a model that records no dims is
+    evaluated at. Not the training default (:func:`gecko_distill.training.config.default_matryoshka_dims`,
+    the full dim plus the standard widths below it), since such a model was not trained at any of them."""
     dims = [full_dim]
     while dims[-1] // 2 >= 64 and dims[-1] % 2 == 0:
         dims.append(dims[-1] // 2)
@@ -40,7 +42,7 @@ def default_dims(full_dim: int) -> list[int]:
 
 
 def resolve_dims(model_path: str, full_dim: int, requested: list[int] | None) -> list[int]:
-    """Dims to evaluate: ``requested``, else the model's ``gecko_distill.json``, else :func:`default_dims`."""
+    """Dims to evaluate: ``requested``, else the model's ``gecko_distill.json``, else :func:`halving_dims`."""
     if requested:
         too_big = [d for d in requested if d > full_dim]
         if too_big:
@@ -64,7 +66,7 @@ def resolve_dims(model_path: str, full_dim: int, requested: list[int] | None) ->
             recorded = [d for d in info.matryoshka_dims if d <= full_dim]
     if recorded:
         return sorted(set(recorded) | {full_dim}, reverse=True)
-    return default_dims(full_dim)
+    return halving_dims(full_dim)
 
 
 class MatryoshkaEncoder(AbsEncoder):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gecko_distill.embedding.formats import format_document, format_query
-from gecko_distill.evaluation.config import SYMMETRIC_RETRIEVAL_SETS
+from gecko_distill.embedding.task_strings import SYMMETRIC_RETRIEVAL_SETS
 
 __all__ = ["InputFormat", "PromptMode"]
 

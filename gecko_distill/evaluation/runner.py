@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gecko_distill.artifacts import atomic_write_text
-from gecko_distill.evaluation.config import EvaluationConfig, task_string_for
-from gecko_distill.evaluation.data import EvalSet, load_eval_set
-from gecko_distill.evaluation.encoder import MatryoshkaEncoder, resolve_dims
+from gecko_distill.corpus.eval_sets import EvalSet, load_eval_set
 from gecko_distill.embedding.formats import native_mode
+from gecko_distill.embedding.task_strings import task_string_for
+from gecko_distill.evaluation.config import EvaluationConfig
+from gecko_distill.evaluation.encoder import MatryoshkaEncoder, resolve_dims
 from gecko_distill.evaluation.formatting import InputFormat, PromptMode
 from gecko_distill.evaluation.tasks import MAIN_SCORES, build_task_factory
 

@@ -5,7 +5,7 @@ mteb's task classes (``AbsTaskRetrieval``, ``AbsTaskSTS``, ``AbsTaskClassificati
 metrics for retrieval, Spearman of cosine for STS, logistic regression on 8 samples per label over 10 seeded
 experiments for classification, AP of cosine for pair classification, bootstrapped MiniBatchKMeans V-measure
 for clustering. They normally download their data from the Hugging Face hub in ``load_data``; here the data
-comes from local files already read by :mod:`gecko_distill.evaluation.data`, so nothing is fetched and
+comes from local files already read by :mod:`gecko_distill.corpus.eval_sets`, so nothing is fetched and
 ``mteb.evaluate`` runs offline.
 
 A fresh task object is built for every (model, dim) run: mteb's clustering draws its bootstrap samples from
@@ -26,7 +26,7 @@ from mteb.abstasks import (
 )
 from mteb.abstasks.task_metadata import TaskMetadata
 
-from gecko_distill.evaluation.data import EvalSet, LabelledSet, PairSet, RetrievalSet
+from gecko_distill.corpus.eval_sets import EvalSet, LabelledSet, PairSet, RetrievalSet
 
 if TYPE_CHECKING:
     from gecko_distill.evaluation.formatting import InputFormat

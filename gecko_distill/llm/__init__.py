@@ -1,17 +1,15 @@
-"""LLM access: the two primitives (``generate``, ``loglik``), backends, cache and a scripted fake."""
+"""LLM access: the two primitives (``generate``, ``loglik``), backends and the response cache.
+
+Modules: :mod:`.base` (the ``LLMBackend`` protocol and its request/result records), :mod:`.registry`
+(``load_llm``; backends imported on first use), :mod:`.cache` (content-addressed response cache), one module
+per backend. A scripted stand-in for tests lives in :mod:`gecko_distill.testing`, outside this API.
+"""
 
 from __future__ import annotations
 
-import difflib
-from typing import TYPE_CHECKING
-
-from gecko_distill.errors import ConfigError
 from gecko_distill.llm.base import GenerationParams, LLMBackend, LoglikRequest, LoglikResult
 from gecko_distill.llm.cache import CachedLLM
-from gecko_distill.llm.fake import ScriptedLLM
-
-if TYPE_CHECKING:
-    from gecko_distill.config import LLMConfig
+from gecko_distill.llm.registry import BACKENDS, load_llm
 
 __all__ = [
     "BACKENDS",
@@ -20,28 +18,5 @@ __all__ = [
     "LLMBackend",
     "LoglikRequest",
     "LoglikResult",
-    "ScriptedLLM",
     "load_llm",
 ]
-
-#: backend name -> "module:Class"; each class has ``from_config(LLMConfig)``. Imported lazily so that
-#: heavy optional dependencies (llama-cpp, vllm, torch) load only when used.
-BACKENDS: dict[str, str] = {
-    "llamacpp": "gecko_distill.llm.llamacpp:LlamaCppBackend",
-    "transformers": "gecko_distill.llm.transformers_backend:TransformersBackend",
-    "openai": "gecko_distill.llm.openai_backend:OpenAIBackend",
-    "vllm": "gecko_distill.llm.vllm_backend:VLLMBackend",
-}
-
-
-def load_llm(config: LLMConfig) -> LLMBackend:
-    """Build the backend named by ``config.backend``."""
-    import importlib
-
-    target = BACKENDS.get(config.backend)
-    if target is None:
-        close = difflib.get_close_matches(config.backend, BACKENDS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown llm.backend {config.backend!r}{hint}; valid: {', '.join(sorted(BACKENDS))}")
-    module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls).from_config(config)

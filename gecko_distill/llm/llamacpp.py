@@ -47,7 +47,7 @@ from gecko_distill.llm.llamacpp_engine import TILE_ROWS, LlamaEngine, log_softma
 from gecko_distill.llm.model_files import download_gguf, file_identity, resolve_model_source
 
 if TYPE_CHECKING:
-    from gecko_distill.config import LLMConfig
+    from gecko_distill.stage_configs import LLMConfig
 
 __all__ = ["LlamaCppBackend"]
 

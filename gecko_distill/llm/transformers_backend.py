@@ -21,11 +21,12 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from gecko_distill._batching import token_budget_batches
 from gecko_distill.errors import BackendError, BackendUnavailable
 from gecko_distill.llm.base import GenerationParams, LoglikRequest, LoglikResult
 
 if TYPE_CHECKING:
-    from gecko_distill.config import LLMConfig
+    from gecko_distill.stage_configs import LLMConfig
 
 __all__ = ["TransformersBackend"]
 
@@ -188,8 +189,6 @@ class TransformersBackend:
 
     def _batches(self, rows: list[tuple[list[int], dict[int, list[tuple[int, int]]]]]):
         """Row batches of similar length, bounded in rows and in padded tokens (the embedder's planner)."""
-        from gecko_distill.embedding.batching import token_budget_batches
-
         kept = [r for r in rows if r[0]]
         for idx in token_budget_batches([len(t) for t, _ in kept], batch_size=self.batch_size,
                                         max_tokens=self.batch_tokens):

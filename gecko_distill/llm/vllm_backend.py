@@ -17,7 +17,7 @@ from gecko_distill.errors import BackendUnavailable
 from gecko_distill.llm.base import GenerationParams, LoglikRequest, LoglikResult
 
 if TYPE_CHECKING:
-    from gecko_distill.config import LLMConfig
+    from gecko_distill.stage_configs import LLMConfig
 
 __all__ = ["VLLMBackend"]
 

@@ -10,13 +10,21 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from gecko_distill.config import CorpusConfig
 from gecko_distill.embedding.formats import InputMode, native_mode
-from gecko_distill.embedding.loader import resolve_embedder_path
+from gecko_distill.embedding.loader import embedding_width, resolve_embedder_path
+from gecko_distill.stage_configs import CorpusConfig, StrictModel
 
-__all__ = ["MixSource", "PrefinetuneConfig", "TrainingConfig", "default_matryoshka_dims", "parse_mix_spec"]
+__all__ = [
+    "STANDARD_DIMS",
+    "MixSource",
+    "PrefinetuneConfig",
+    "TrainerSettings",
+    "TrainingConfig",
+    "default_matryoshka_dims",
+    "parse_mix_spec",
+]
 
 #: Standard Matryoshka widths; the default dims are the model's full width plus those below it.
 STANDARD_DIMS = (1024, 768, 512, 256, 128, 64)
@@ -27,11 +35,7 @@ def default_matryoshka_dims(full_dim: int) -> list[int]:
     return [full_dim] + [d for d in STANDARD_DIMS if d < full_dim]
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class MixSource(_Config):
+class MixSource(StrictModel):
     """One extra training source mixed with FRet (pairs, triplets, NLI or classification JSONL)."""
 
     path: str = Field(..., description="JSONL file.")
@@ -54,7 +58,7 @@ def parse_mix_spec(spec: str) -> MixSource:
     return MixSource(path=spec)
 
 
-class _TrainerSettings(_Config):
+class TrainerSettings(StrictModel):
     """Settings shared by both training stages."""
 
     base_model: str = Field("all-MiniLM-L6-v2", description="Model to start from: 'all-MiniLM-L6-v2' "
@@ -63,8 +67,8 @@ class _TrainerSettings(_Config):
     temperature: float = Field(0.05, gt=0, description="Softmax temperature tau of the Gecko loss "
                                "(logits are cosine / tau).")
     matryoshka_dims: list[int] | None = Field(
-        None, description="Matryoshka dims; None = the full dim plus 512/256/128/64 below it "
-        "(MiniLM-L6: 384, 256, 128, 64); [] = no Matryoshka.")
+        None, description="Matryoshka dims; None = the full dim plus the standard widths below it "
+        "(1024/768/512/256/128/64; MiniLM-L6: 384, 256, 128, 64); [] = no Matryoshka.")
     matryoshka_weights: list[float] | None = Field(None, description="One weight per dim (default 1 each).")
     mini_batch_size: int | None = Field(
         None, ge=1, description="GradCache: embed and back-propagate this many rows at a time "
@@ -127,7 +131,7 @@ class _TrainerSettings(_Config):
         return v
 
     @model_validator(mode="after")
-    def _weights(self) -> _TrainerSettings:
+    def _weights(self) -> TrainerSettings:
         w, d = self.matryoshka_weights, self.matryoshka_dims
         if w is not None and (d is None or len(w) != len(d)):
             raise ValueError("matryoshka_weights needs matryoshka_dims of the same length "
@@ -135,10 +139,16 @@ class _TrainerSettings(_Config):
         if self.mini_batch_size is not None and self.mini_batch_size > self.batch_size:
             raise ValueError(f"mini_batch_size ({self.mini_batch_size}) must be <= batch_size "
                              f"({self.batch_size})")
+        if d:  # checked against the base model's config files now, not after the data is built
+            width = embedding_width(self.base_model)
+            too_big = [x for x in d if width is not None and x > width]
+            if too_big:
+                raise ValueError(f"matryoshka_dims {too_big} exceed the embedding dimension {width} of "
+                                 f"base_model {self.base_model!r}; use dims <= {width}")
         return self
 
 
-class TrainingConfig(_TrainerSettings):
+class TrainingConfig(TrainerSettings):
     """Fine-tuning (paper §3.3): eq. 3 + Matryoshka on FRet, optionally mixed with other sources."""
 
     same_tower: bool = Field(True, description="Put the other in-batch queries in each query's denominator "
@@ -190,7 +200,7 @@ class TrainingConfig(_TrainerSettings):
         return self
 
 
-class PrefinetuneConfig(_TrainerSettings):
+class PrefinetuneConfig(TrainerSettings):
     """Pre-finetuning (paper §3.1): self-supervised pairs from a corpus, in-batch negatives only (eq. 2)."""
 
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)

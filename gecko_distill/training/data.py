@@ -268,8 +268,8 @@ def _round_trip(rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
 
 
 def _corpus_lookup(path: str) -> dict[str, tuple[str, str]]:
-    from gecko_distill.config import CorpusConfig
     from gecko_distill.corpus import read_corpus
+    from gecko_distill.stage_configs import CorpusConfig
 
     passages, _ = read_corpus(CorpusConfig(path=path, min_chars=0, dedup=False))
     return {p.id: (p.title, p.text) for p in passages}

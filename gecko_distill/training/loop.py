@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
     from torch import nn
 
-    from gecko_distill.training.config import _TrainerSettings
+    from gecko_distill.training.config import TrainerSettings
     from gecko_distill.training.data import TrainingData
 
 __all__ = ["LossLogCallback", "TrainResult", "build_loss", "is_finished", "recorded_dims", "run_trainer",
@@ -63,7 +63,7 @@ class TrainResult:
     skipped: bool = False
 
 
-def build_loss(model: SentenceTransformer, settings: _TrainerSettings, *,
+def build_loss(model: SentenceTransformer, settings: TrainerSettings, *,
                same_tower: bool, n_contrastive: int = 3, distill: str | None = None) -> tuple[nn.Module, list[int]]:
     """``MatryoshkaLoss(GeckoLoss | CachedGeckoLoss | DistillLoss)`` and the dims it trains (``[]`` = none).
 
@@ -195,10 +195,9 @@ def contrastive_no_duplicates(dataset: Any, **kwargs: Any) -> Any:
     return NoDuplicatesBatchSampler(dataset.select_columns(cols), **kwargs)
 
 
-def _training_args(settings: _TrainerSettings, ckpt_dir: Path, multi_weights: Sequence[float] | None) -> Any:
+def _training_args(settings: TrainerSettings, ckpt_dir: Path, multi_weights: Sequence[float] | None) -> Any:
     import torch
     from sentence_transformers import SentenceTransformerTrainingArguments
-    from sentence_transformers.base.sampler import BatchSamplers
 
     from gecko_distill.training.sampling import weighted_sampler_factory
 
@@ -237,7 +236,7 @@ def run_trainer(
     *,
     model: SentenceTransformer,
     data: TrainingData,
-    settings: _TrainerSettings,
+    settings: TrainerSettings,
     loss: nn.Module,
     dims: list[int],
     out_dir: Path,

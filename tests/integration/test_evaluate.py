@@ -310,7 +310,7 @@ def test_evaluate_cli(small_run) -> None:
 def test_scifact_subset_ndcg_matches_pytrec_eval(benchdata: Path, minilm) -> None:
     import pytrec_eval
 
-    from gecko_distill.evaluation.data import load_eval_set
+    from gecko_distill.corpus.eval_sets import load_eval_set
 
     cfg = EvaluationConfig(
         base=None, dims=[384], limit=20, max_corpus=200, show_progress=False, cache_dir=None, prompts="unified"

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from gecko_distill.embedding import format_document, format_query
-from gecko_distill.mining.corpus_embeddings import encode_corpus_streaming
-from gecko_distill.mining.neighbours import encode_texts, force_seed, recall_at_k, search
+from gecko_distill.retrieval.corpus_embeddings import encode_corpus_streaming
+from gecko_distill.retrieval.neighbours import encode_texts, force_seed, neighbour_recall
+from gecko_distill.retrieval.passage_index import search
 
 NUM_DOCS = 80
 
@@ -53,7 +54,7 @@ def test_streamed_minilm_neighbours_find_the_source_passage(  # noqa: ANN001
     assert np.all(np.diff(nb.scores, axis=1) <= 0) and nb.scores.max() <= 1.0 + 1e-5
     # Streaming in shards == encoding the whole corpus at once (same neighbours; scores to float noise).
     mem = search(q, whole, k=20, index="exact")
-    assert recall_at_k(nb, mem) >= 0.99
+    assert neighbour_recall(nb, mem) >= 0.99
     np.testing.assert_allclose(corpus.vectors(range(NUM_DOCS)), whole, atol=1e-4)
     # Forcing the seed in keeps 20 candidates with the seed among them.
     idx, _ = force_seed(nb.indices[7].tolist(), nb.scores[7].tolist(), 7, float(q[7] @ whole[7]))
@@ -68,8 +69,8 @@ def test_approximate_indexes_agree_with_exact_on_minilm_vectors(lee_emb) -> None
     p, q = lee_emb
     exact = search(q, p, k=20, index="exact")
     # 80 passages -> IVF with 16 lists, all 16 probed: exhaustive, so it must equal exact search.
-    assert recall_at_k(search(q, p, k=20, index="faiss-ivf"), exact) == 1.0
-    assert recall_at_k(search(q, p, k=20, index="faiss-hnsw"), exact) >= 0.95
+    assert neighbour_recall(search(q, p, k=20, index="faiss-ivf"), exact) == 1.0
+    assert neighbour_recall(search(q, p, k=20, index="faiss-hnsw"), exact) >= 0.95
     np.testing.assert_array_equal(search(q, p, k=20, index="faiss-flat").indices, exact.indices)
 
 

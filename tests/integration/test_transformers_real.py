@@ -1,5 +1,6 @@
 """The packaged Gemma-3-270M GGUF through the transformers backend (dequantised, float32, CPU): the route
-the GPU runs use (docs/scaling.md). Checked against llama.cpp on the same file."""
+the GPU runs use (docs/scaling.md). Checked against llama.cpp on the same file: the same tokens, and the same
+log-likelihoods up to what de-quantisation changes (llama.cpp computes with the Q4_K_M weights)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,27 @@ def test_tokenizer_matches_llamacpp(hf_gemma, gemma):
     the pinned version must tokenize the generation prompt exactly as llama.cpp does."""
     text = load_prompts().generation_prefix
     assert hf_gemma._ids(text, special=False) == gemma._engine.tokenize(text)
+
+
+def test_logliks_agree_with_llamacpp_on_the_same_file(hf_gemma, gemma):
+    """The scores mining ranks by: per request the same token count, log-probabilities within 0.25 nats per
+    token of llama.cpp's (measured: at most 0.12), and the same ranking of each passage's candidate queries."""
+    contexts = ["Passage: Honeybees tell other bees where food is with a waggle dance.\nQuery:",
+                "Passage: Copper is a good conductor of electricity because each atom gives up a free "
+                "electron.\nQuery:"]
+    queries = [" how do bees share food locations", " why does copper conduct electricity",
+               " when was the bridge opened"]
+    reqs = [LoglikRequest(c, q) for c in contexts for q in queries]
+    hf, lc = hf_gemma.loglik(reqs), gemma.loglik(reqs)
+    for r, a, b in zip(reqs, hf, lc, strict=True):
+        assert a.num_tokens == b.num_tokens, r
+        assert abs(a.logprob - b.logprob) <= 0.25 * a.num_tokens, (r, a.logprob, b.logprob)
+    for i in range(len(contexts)):
+        row = slice(i * len(queries), (i + 1) * len(queries))
+        order_hf = sorted(range(len(queries)), key=lambda j, row=row: -hf[row][j].logprob)
+        order_lc = sorted(range(len(queries)), key=lambda j, row=row: -lc[row][j].logprob)
+        assert order_hf == order_lc
+        assert order_hf[0] == i  # the query about the passage ranks first, on both backends
 
 
 def test_ranks_the_relevant_query(hf_gemma):

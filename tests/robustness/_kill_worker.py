@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from gecko_distill.llm.base import GenerationParams, LoglikRequest, LoglikResult
-from gecko_distill.llm.fake import ScriptedLLM
+from gecko_distill.testing import ScriptedLLM
 
 _ITEM = re.compile(r"Passage: (?P<passage>.*)\nTask type: (?P<tt>.*)\nTask:\s*$", re.DOTALL)
 

@@ -24,7 +24,7 @@ from gecko_distill.config import CorpusConfig, GenerationConfig, MiningConfig, P
 from gecko_distill.corpus import read_corpus
 from gecko_distill.errors import InputError, StageIncompleteError
 from gecko_distill.generation import generate, load_task_queries
-from gecko_distill.llm import ScriptedLLM
+from gecko_distill.testing import ScriptedLLM
 from gecko_distill.mining import mine
 
 REPO = Path(__file__).resolve().parents[2]

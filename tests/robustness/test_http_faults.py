@@ -168,7 +168,7 @@ def test_finished_rows_are_kept_when_the_backend_finally_fails(server, tmp_path)
     from gecko_distill.config import CorpusConfig, GenerationConfig
     from gecko_distill.corpus import read_corpus
     from gecko_distill.generation import generate
-    from gecko_distill.llm.fake import ScriptedLLM
+    from gecko_distill.testing import ScriptedLLM
 
     passages = read_corpus(CorpusConfig(path="demo:gensim-wiki", limit=20))[0]
     cfg = GenerationConfig(num_passages=6, batch_size=2)

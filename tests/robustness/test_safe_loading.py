@@ -102,7 +102,7 @@ def test_pipeline_passes_trust_remote_code_through(tmp_path: Path, remote_code_m
                                                    monkeypatch) -> None:
     """`gecko-distill run` with that folder as the seed embedder: refused with the config key to set (no
     traceback, code not run); with `trust_remote_code = true` in [embedder] it runs."""
-    from gecko_distill.llm import ScriptedLLM
+    from gecko_distill.testing import ScriptedLLM
 
     folder, marker = remote_code_model
     monkeypatch.setattr("gecko_distill.pipeline.load_llm", lambda cfg: ScriptedLLM(
@@ -123,10 +123,8 @@ def test_pipeline_passes_trust_remote_code_through(tmp_path: Path, remote_code_m
 
 
 def test_transformers_llm_backend_does_not_run_model_code(remote_code_model: tuple[Path, Path]) -> None:
-    """When the transformers LLM backend is present: a folder that needs its own code is not loaded
-    (and its code not run) with the default config."""
-    pytest.importorskip("gecko_distill.llm.transformers_backend",
-                        reason="the transformers LLM backend is not in this checkout")
+    """The transformers LLM backend: a folder that needs its own code is not loaded (and its code not run)
+    with the default config."""
     from gecko_distill.errors import GeckoDistillError
     from gecko_distill.llm import load_llm
 

@@ -104,31 +104,30 @@ def test_config_has_no_place_for_a_key(tmp_path: Path) -> None:
         assert KEY not in str(e.value) and "12345" not in str(e.value)
 
 
-def test_pipeline_run_never_writes_the_key(tmp_path: Path, monkeypatch, minilm, all_logs: Path) -> None:
-    """`gecko-distill run` with an openai LLM config whose key is in the environment: the whole run
-    directory, the logs and the console output are free of the key.
+def test_pipeline_run_never_writes_the_key(tmp_path: Path, monkeypatch, minilm, server: _Server,
+                                           all_logs: Path) -> None:
+    """`gecko-distill run` with the real openai backend against a loopback server, the key in the environment:
+    the key reaches the server in the Authorization header of every request and nowhere else (no request
+    body, no file of the run directory, no log line, no console output).
 
-    The LLM is scripted here (the HTTP backend has its own test below); this covers every file the
-    pipeline writes: pipeline.json, each stage's config.json, manifest.json, data, run.json, the cache.
+    Covers every file the pipeline writes: pipeline.json, each stage's config.json, manifest.json, data,
+    run.json, the cache.
     """
-    from gecko_distill.llm import ScriptedLLM
-
     monkeypatch.setenv(ENV, KEY)
-    words = re.compile(r"\w+")
-
-    def complete(prompt: str) -> str:
-        w = words.findall(prompt.split("Passage:")[-1])
-        return f" Given a question, retrieve passages that answer it.\nQuery: {' '.join(w[2:8]).lower()}"
-
-    monkeypatch.setattr("gecko_distill.pipeline.load_llm", lambda cfg: ScriptedLLM(complete))
-    monkeypatch.setattr("gecko_distill.embedding.load_embedder", lambda *a, **k: minilm)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setattr("gecko_distill.embedding.load_embedder", lambda *a, **k: minilm)  # the session's MiniLM
     run_dir = tmp_path / "run"
     cfg = tmp_path / "run.toml"
     cfg.write_text(f'out_dir = "{run_dir}"\n[corpus]\npath = "demo:gensim-wiki"\nlimit = 30\n'
-                   f'[llm]\nbackend = "openai"\nbase_url = "http://127.0.0.1:9/v1"\napi_key_env = "{ENV}"\n'
+                   f'[llm]\nbackend = "openai"\nmodel = "fake-model"\n'
+                   f'base_url = "http://127.0.0.1:{server.server_port}/v1"\napi_key_env = "{ENV}"\nmax_retries = 0\n'
                    '[generation]\nnum_passages = 4\nbatch_size = 2\n[mining]\nnum_neighbours = 3\n')
     r = runner.invoke(app, ["run", str(cfg), "--no-progress"], env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
+    # both stages went through the HTTP backend: generation's completions and mining's echo+logprobs scoring
+    assert any(not b.get("echo") for b in server.bodies_seen) and any(b.get("echo") for b in server.bodies_seen)
+    assert server.auth_seen and all(a == f"Bearer {KEY}" for a in server.auth_seen)
+    assert not [b for b in server.bodies_seen if KEY in json.dumps(b)]
     n = assert_no_key(run_dir, all_logs.read_text(encoding="utf-8"), r.output)
     assert n >= 10  # pipeline.json, run.json, cache, and both stages' data/config/manifest files
     dumped = json.loads((run_dir / "pipeline.json").read_text())
@@ -139,6 +138,7 @@ def test_pipeline_run_never_writes_the_key(tmp_path: Path, monkeypatch, minilm, 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     auth_seen: list[str]
+    bodies_seen: list[dict[str, Any]]
     echo_headers_in_errors: bool = False
 
 
@@ -165,6 +165,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         auth = self.headers.get("Authorization", "")
         self.server.auth_seen.append(auth)
+        self.server.bodies_seen.append(body)
         if auth != f"Bearer {KEY}":
             self._send(401, {"error": {"message": "invalid api key", "type": "invalid_request_error"}})
             return
@@ -208,6 +209,7 @@ class _Handler(BaseHTTPRequestHandler):
 def server() -> Iterator[_Server]:
     srv = _Server(("127.0.0.1", 0), _Handler)
     srv.auth_seen = []
+    srv.bodies_seen = []
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:
@@ -222,7 +224,6 @@ def test_openai_backend_reads_the_key_from_env_and_never_writes_it(
     """The real HTTP backend against a loopback server: the key reaches the server (so it was read from
     the named variable), generation writes its stage, and nothing on disk or in the logs holds the key,
     not even the error raised when a server echoes the request headers back."""
-    pytest.importorskip("gecko_distill.llm.openai_backend", reason="no openai backend in this checkout")
     from gecko_distill.config import CorpusConfig, GenerationConfig
     from gecko_distill.corpus import read_corpus
     from gecko_distill.errors import GeckoDistillError

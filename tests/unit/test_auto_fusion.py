@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from gecko_distill.mining.auto_fusion import (
+from gecko_distill.labelling.auto_fusion import (
     RETRIEVER,
     FusionPlan,
     plan_from_seed,
@@ -27,7 +27,7 @@ def test_seed_agreement_hand_computed():
 
 
 def test_signal_below_first_stage_is_dropped_with_a_warning(caplog):
-    with caplog.at_level(logging.WARNING, logger="gecko_distill.mining.auto_fusion"):
+    with caplog.at_level(logging.WARNING, logger="gecko_distill.labelling.auto_fusion"):
         plan = plan_fusion({RETRIEVER: 0.60, "ql": 0.65, "rc": 0.30}, basis="qrels", sample_size=32)
     assert plan.weights == {"ql": 1.0}
     assert plan.mode == "ql"
@@ -56,10 +56,15 @@ def test_tie_goes_to_the_retriever_and_no_signal_means_seed_fallback(caplog):
     fused, order = plan.order({}, 2, 3)
     assert order == [2, 0, 1]  # seed first, then the retriever order
     assert fused == pytest.approx([1 / 2, 1 / 3, 1.0])
-    # equal to the first stage is not better: the retriever wins the tie and the signal is dropped
+    # equal to the first stage is not better: the retriever wins the tie, the signal is dropped, and the
+    # retriever's ranking decides (the seed stays the positive) however the tied signal ranks the candidates
     tied = plan_fusion({RETRIEVER: 0.5, "ql": 0.5}, basis="seed", sample_size=8)
-    assert tied.weights == {} and tied.fallback
+    assert tied.weights == {} and tied.fallback and tied.mode == RETRIEVER
     assert {c.name: c.verdict for c in tied.checks}["ql"] == "dropped"
+    _, order = tied.order({"ql": [1, 2, 3]}, 2, 3)  # ql would put candidate 0 first
+    assert order == [2, 0, 1]
+    # a hair above the retriever is not a tie: the signal is kept and ranks alone
+    assert plan_fusion({RETRIEVER: 0.5, "ql": 0.5001}, basis="seed", sample_size=8).weights == {"ql": 1.0}
 
 
 def test_a_flat_signal_gets_no_credit_for_ties():
@@ -90,7 +95,7 @@ def test_plan_from_seed_and_round_trip():
 
 
 def _toy_queries(n: int = 8):
-    from gecko_distill.evaluation.rerank_check import RerankQuery
+    from gecko_distill.labelling.rerank_check import RerankQuery
 
     # three candidates in retriever order; the judged-relevant one is second
     return [RerankQuery(f"q{i}", f"query {i}", [f"a{i}", f"b{i}", f"c{i}"], ["x", "y", "z"], [0.9, 0.8, 0.7],
@@ -98,7 +103,7 @@ def _toy_queries(n: int = 8):
 
 
 def test_rerank_report_and_cross_fitted_auto_by_hand():
-    from gecko_distill.evaluation.rerank_check import _auto_crossfit, plan_on_qrels, plan_on_seed, rerank_report
+    from gecko_distill.labelling.rerank_check import _auto_crossfit, plan_on_qrels, plan_on_seed, rerank_report
 
     qs = _toy_queries()
     scores = [{"good": [0.0, 1.0, 0.5], "bad": [2.0, 0.0, 1.0]}] * len(qs)  # good: b first; bad: a, c, b

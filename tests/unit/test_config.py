@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from gecko_distill.config import MiningConfig, PipelineConfig, load_config
+from gecko_distill.config import (
+    EvaluationConfig,
+    MiningConfig,
+    PipelineConfig,
+    TrainingConfig,
+    load_config,
+    load_table,
+)
 from gecko_distill.errors import ConfigError
 
 
@@ -66,16 +73,58 @@ def test_legacy_unified_format_key_still_loads() -> None:
     assert TrainingConfig().input_format == "auto"
 
 
-def test_evaluation_table_is_checked_before_any_work(tmp_path) -> None:
-    from gecko_distill.pipeline import run_pipeline
+def _toml(tmp_path, text: str):
+    f = tmp_path / "run.toml"
+    f.write_text(text)
+    return f
 
-    cfg = PipelineConfig(out_dir=str(tmp_path / "run"), evaluation={"data": ["x"]})
+
+def test_evaluation_table_is_checked_when_the_config_loads(tmp_path) -> None:
     with pytest.raises(ConfigError, match="add a \\[training\\] table"):
-        run_pipeline(cfg, progress=False)
-    cfg = PipelineConfig(out_dir=str(tmp_path / "run"), training={"epochs": 1}, evaluation={"dims": [384]})
+        load_config(_toml(tmp_path, '[evaluation]\ndata = ["x"]\n'))
     with pytest.raises(ConfigError, match="needs data"):
-        run_pipeline(cfg, progress=False)
-    cfg = PipelineConfig(out_dir=str(tmp_path / "run"), training={"epochs": 1}, evaluation={"data": ["x"], "dimz": 1})
-    with pytest.raises(ConfigError, match="dimz"):
-        run_pipeline(cfg, progress=False)
-    assert not (tmp_path / "run").exists()                         # nothing started
+        load_config(_toml(tmp_path, "[training]\nepochs = 1\n[evaluation]\ndims = [384]\n"))
+    with pytest.raises(ConfigError, match=r"evaluation\.dimz: unknown key \(did you mean 'dims'\?\)"):
+        load_config(_toml(tmp_path, '[training]\nepochs = 1\n[evaluation]\ndata = ["x"]\ndimz = 1\n'))
+
+
+def test_training_and_evaluation_are_typed_tables(tmp_path) -> None:
+    cfg = load_config(_toml(tmp_path, '[training]\nepochs = 2\n[evaluation]\ndata = ["x"]\n'))
+    assert isinstance(cfg.training, TrainingConfig) and cfg.training.epochs == 2.0
+    assert isinstance(cfg.evaluation, EvaluationConfig) and cfg.evaluation.data == ["x"]
+    with pytest.raises(ConfigError, match=r"training\.epochz: unknown key \(did you mean 'epochs'\?\)"):
+        load_config(_toml(tmp_path, "[training]\nepochz = 2\n"))
+    with pytest.raises(ConfigError, match=r"training\.mix\.0\.pathh: unknown key \(did you mean 'path'\?\)"):
+        load_config(_toml(tmp_path, '[training]\n[[training.mix]]\npath = "a"\npathh = "b"\n'))
+
+
+def test_fusion_on_a_scorer_that_does_not_run_fails_at_load(tmp_path) -> None:
+    # Used to be a KeyError after the corpus was encoded.
+    with pytest.raises(ConfigError, match=r"fusion='rc' ranks by the 'rc' scorer, which scorers=\['ql'\] does not run"):
+        load_config(_toml(tmp_path, '[mining]\nfusion = "rc"\nscorers = ["ql"]\n'))
+    with pytest.raises(ConfigError, match="scorers is empty"):
+        load_config(_toml(tmp_path, "[mining]\nscorers = []\n"))
+    with pytest.raises(ConfigError, match="weights has keys \\['qll'\\]"):
+        load_config(_toml(tmp_path, "[mining]\nweights = {qll = 1.0}\n"))
+    assert load_config(_toml(tmp_path, '[mining]\nfusion = "ql"\nscorers = ["ql"]\n')).mining.scorers == ["ql"]
+
+
+def test_matryoshka_dims_wider_than_the_base_model_fail_at_load(tmp_path) -> None:
+    # all-MiniLM-L6-v2 is 384 wide; read from its config files, no weights loaded.
+    with pytest.raises(ConfigError, match=r"matryoshka_dims \[768\] exceed the embedding dimension 384"):
+        load_config(_toml(tmp_path, "[training]\nmatryoshka_dims = [768, 384]\n"))
+    ok = load_config(_toml(tmp_path, "[training]\nmatryoshka_dims = [384, 128]\n"))
+    assert ok.training is not None and ok.training.matryoshka_dims == [384, 128]
+    # a model whose width cannot be read without loading it is checked later, when it is loaded
+    assert TrainingConfig(base_model="some-org/not-here", matryoshka_dims=[4096]).matryoshka_dims == [4096]
+
+
+def test_load_table_reads_one_table_and_overlays_the_options_given(tmp_path) -> None:
+    f = _toml(tmp_path, '[llm]\nmodel = "a"\nn_ctx = 4096\n[training]\nepochs = 3\nbatch_size = 8\n')
+    t = load_table(f, TrainingConfig, table="training", overrides={"epochs": 1, "batch_size": None})
+    assert (t.epochs, t.batch_size) == (1.0, 8)                     # None = option not given
+    cfg = load_table(f, PipelineConfig, overrides={"llm": {"model": "b", "backend": None}})
+    assert (cfg.llm.model, cfg.llm.n_ctx, cfg.llm.backend) == ("b", 4096, "llamacpp")  # nested tables merge
+    assert load_table(None, TrainingConfig, overrides={"epochs": 2}).epochs == 2.0
+    with pytest.raises(ConfigError, match="invalid config in command line"):
+        load_table(None, TrainingConfig, overrides={"epochz": 2})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from gecko_distill.evaluation.data import LabelledSet, PairSet, RetrievalSet
+from gecko_distill.corpus.eval_sets import LabelledSet, PairSet, RetrievalSet
 from gecko_distill.evaluation.decontam import decontaminate_passages, match_tokens, measure_overlap
 from gecko_distill.records import Passage
 

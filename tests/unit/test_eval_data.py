@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from gecko_distill.corpus.eval_sets import LabelledSet, PairSet, RetrievalSet, detect_kind, load_eval_set
+from gecko_distill.embedding.task_strings import task_string_for
 from gecko_distill.errors import ConfigError, InputError
-from gecko_distill.evaluation.config import EvaluationConfig, task_string_for
-from gecko_distill.evaluation.data import LabelledSet, PairSet, RetrievalSet, detect_kind, load_eval_set
-from gecko_distill.evaluation.encoder import default_dims, resolve_dims
+from gecko_distill.evaluation.config import EvaluationConfig
+from gecko_distill.evaluation.encoder import halving_dims, resolve_dims
 from gecko_distill.evaluation.formatting import InputFormat
 
 if TYPE_CHECKING:
@@ -142,8 +143,8 @@ def test_paper_task_strings_and_formats() -> None:
 
 
 def test_dims_resolution(tmp_path: Path) -> None:
-    assert default_dims(384) == [384, 192, 96]
-    assert default_dims(768) == [768, 384, 192, 96]
+    assert halving_dims(384) == [384, 192, 96]
+    assert halving_dims(768) == [768, 384, 192, 96]
     model = tmp_path / "m"
     model.mkdir()
     assert resolve_dims(str(model), 384, None) == [384, 192, 96]

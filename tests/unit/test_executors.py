@@ -11,8 +11,8 @@ from gecko_distill.artifacts import StageDir
 from gecko_distill.config import LLMConfig, PipelineConfig, RayConfig, validate_config
 from gecko_distill.errors import BackendUnavailable, ConfigError
 from gecko_distill.executors.ray_executor import RayShardRunner, _gecko_cause, worker_llm_config
-from gecko_distill.generation import _GenerateCall
-from gecko_distill.llm import ScriptedLLM
+from gecko_distill.generation.stage import _GenerateCall
+from gecko_distill.testing import ScriptedLLM
 from gecko_distill.llm.base import GenerationParams
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gecko_distill.mining.fusion import fuse, rank
+from gecko_distill.labelling.fusion import fuse, rank
 
 
 def test_rank_is_one_based_higher_first_ties_by_position():

@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from gecko_distill.evaluation.metrics import ndcg_at_k, rank_documents, recall_at_k, score_run
+from gecko_distill.retrieval.metrics import ndcg_at_k, rank_documents, recall_at_k, score_run
 
 QRELS = {"a": 2, "b": 1, "c": 0}
 

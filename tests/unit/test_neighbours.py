@@ -14,19 +14,24 @@ import numpy as np
 import pytest
 
 from gecko_distill.errors import ConfigError
-from gecko_distill.mining.corpus_embeddings import encode_corpus_streaming, shard_key
-from gecko_distill.mining.neighbours import (
+from gecko_distill.retrieval.corpus_embeddings import encode_corpus_streaming, shard_key
+from gecko_distill.retrieval.neighbours import (
     Neighbours,
     encode_texts,
     exact_search,
     force_seed,
     measure_recall,
     merge_topk,
-    recall_at_k,
-    search,
+    neighbour_recall,
     topk_rows,
 )
-from gecko_distill.mining.passage_index import AUTO_EXACT_BELOW, PassageIndex, build_index, plan_index
+from gecko_distill.retrieval.passage_index import (
+    AUTO_EXACT_BELOW,
+    PassageIndex,
+    build_index,
+    plan_index,
+    search,
+)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -109,7 +114,7 @@ def test_merge_topk_equals_search_over_the_union() -> None:
 def test_recall_at_k_counts_overlap_and_ignores_padding() -> None:
     exact = Neighbours(np.array([[1, 2, 3, 4], [5, 6, 7, 8]]), np.zeros((2, 4), np.float32))
     approx = Neighbours(np.array([[4, 3, 9, -1], [5, 6, 7, 8]]), np.zeros((2, 4), np.float32))
-    assert recall_at_k(approx, exact) == pytest.approx((2 / 4 + 1.0) / 2)
+    assert neighbour_recall(approx, exact) == pytest.approx((2 / 4 + 1.0) / 2)
 
 
 # -- seed forcing ------------------------------------------------------------------------------------------
@@ -152,12 +157,12 @@ def test_approximate_recall_at_20_against_exact(kind: str) -> None:
     p, q = data[:20_000], data[20_000:]
     exact = exact_search(q, p, k=20)
     approx = search(q, p, k=20, index=kind)
-    assert recall_at_k(approx, exact) >= 0.9
+    assert neighbour_recall(approx, exact) >= 0.9
     # Deterministic: building again gives the same neighbours.
     np.testing.assert_array_equal(search(q, p, k=20, index=kind).indices, approx.indices)
     # The measurement can fail: a deliberately starved search loses recall.
     weak = {"nprobe": 1} if kind == "faiss-ivf" else {"ef_search": 20, "hnsw_m": 4}
-    assert recall_at_k(search(q, p, k=20, index=kind, **weak), exact) < 0.9
+    assert neighbour_recall(search(q, p, k=20, index=kind, **weak), exact) < 0.9
 
 
 def test_measure_recall_on_a_sample_and_sq8_storage() -> None:

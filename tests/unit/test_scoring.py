@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from gecko_distill.llm.base import LoglikRequest, LoglikResult
-from gecko_distill.llm.fake import ScriptedLLM
-from gecko_distill.mining.scoring import score_candidates
+from gecko_distill.testing import ScriptedLLM
+from gecko_distill.labelling.scoring import score_candidates
 from gecko_distill.prompts import load_prompts
 
 PASSAGES = [

@@ -31,8 +31,8 @@ import numpy as np
 
 from gecko_distill.artifacts import atomic_write_bytes, atomic_write_text
 from gecko_distill.embedding.batching import BatchTokens
-from gecko_distill.mining.neighbours import Neighbours, encode_texts, exact_search, measure_recall, merge_topk
-from gecko_distill.mining.passage_index import IndexPlan, PassageIndex, plan_index
+from gecko_distill.retrieval.neighbours import Neighbours, encode_texts, exact_search, measure_recall, merge_topk
+from gecko_distill.retrieval.passage_index import IndexPlan, PassageIndex, plan_index
 
 __all__ = ["StreamedCorpus", "encode_corpus_streaming", "model_fingerprint", "shard_key"]
 
@@ -184,7 +184,7 @@ def encode_corpus_streaming(
 
     ``out_dir`` keeps the shards (and makes the call resumable); ``index``/``k``/``storage`` and
     ``plan_overrides`` (``nlist=``, ``nprobe=``, ``ef_search=``) go to
-    :func:`~gecko_distill.mining.passage_index.plan_index`.
+    :func:`~gecko_distill.retrieval.passage_index.plan_index`.
     """
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")

@@ -4,9 +4,9 @@ Embeddings are L2-normalised, so inner product = cosine. The seed passage is for
 neighbour set (the paper keeps "the original" passage among the candidates; forcing it in is [ours]).
 
 Scope: this module holds the in-memory primitives (encode, exact top-k with deterministic ties, FAISS via
-:mod:`gecko_distill.mining.passage_index`, recall against exact search, seed forcing). Corpora that do
+:func:`gecko_distill.retrieval.passage_index.search`, recall against exact search, seed forcing). Corpora that do
 not fit comfortably in memory go through
-:func:`gecko_distill.mining.corpus_embeddings.encode_corpus_streaming`, which encodes in shards on disk
+:func:`gecko_distill.retrieval.corpus_embeddings.encode_corpus_streaming`, which encodes in shards on disk
 and builds the same indexes incrementally.
 
 Ordering contract (every search path): each row is sorted by score descending, then passage index
@@ -36,8 +36,7 @@ __all__ = [
     "force_seed",
     "measure_recall",
     "merge_topk",
-    "recall_at_k",
-    "search",
+    "neighbour_recall",
     "topk_rows",
 ]
 
@@ -174,27 +173,12 @@ def exact_search(query_emb: np.ndarray, passage_emb: np.ndarray, *, k: int, offs
     return Neighbours(out_i, out_s)
 
 
-def search(query_emb: np.ndarray, passage_emb: np.ndarray, *, k: int, index: str = "auto",
-           seed: int = 0, threads: int | None = None, **plan_overrides: Any) -> Neighbours:
-    """Top-``k`` by inner product over an in-memory passage matrix.
+def neighbour_recall(approx: Neighbours, exact: Neighbours, k: int | None = None) -> float:
+    """How much of exact search's top-k an approximate search found: mean over queries of
+    |approx top-k ∩ exact top-k| / |exact top-k| (``-1`` padding ignored).
 
-    ``index``: ``auto`` (exact below :data:`~gecko_distill.mining.passage_index.AUTO_EXACT_BELOW`
-    passages, FAISS IVF above), ``exact``, ``faiss-flat``, ``faiss-ivf`` or ``faiss-hnsw``; the FAISS
-    parameters come from :func:`~gecko_distill.mining.passage_index.plan_index` (``plan_overrides``
-    such as ``nprobe=`` or ``storage="sq8"`` are passed through).
+    Not retrieval recall against relevance labels (that is :func:`gecko_distill.retrieval.metrics.recall_at_k`).
     """
-    from gecko_distill.mining.passage_index import build_index, plan_index
-
-    n, dim = passage_emb.shape
-    plan = plan_index(n, dim, index=index, k=k, **plan_overrides)
-    if plan.kind == "exact":
-        return exact_search(query_emb, passage_emb, k=k)
-    idx = build_index(plan, passage_emb, seed=seed, threads=threads)
-    return idx.search(query_emb, k=k)
-
-
-def recall_at_k(approx: Neighbours, exact: Neighbours, k: int | None = None) -> float:
-    """Mean over queries of |approx top-k ∩ exact top-k| / |exact top-k| (``-1`` padding ignored)."""
     k = k or exact.indices.shape[1]
     total = 0.0
     for a_row, e_row in zip(approx.indices[:, :k], exact.indices[:, :k], strict=True):
@@ -217,7 +201,7 @@ def measure_recall(approx: SearchFn, exact: SearchFn,
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(query_emb), size=min(sample, len(query_emb)), replace=False))
     q = np.ascontiguousarray(query_emb[rows])
-    return recall_at_k(approx(q, k), exact(q, k), k)
+    return neighbour_recall(approx(q, k), exact(q, k), k)
 
 
 def force_seed(indices: Sequence[int], scores: Sequence[float], seed: int, seed_score: float,

@@ -2,7 +2,7 @@
 
 ``plan_index`` turns a corpus size into an :class:`IndexPlan` (kind and parameters, with the reason);
 :class:`PassageIndex` builds it incrementally (``train`` on a sample, then ``add`` shard by shard) and
-searches it with the ordering contract of :mod:`gecko_distill.mining.neighbours`.
+searches it with the ordering contract of :mod:`gecko_distill.retrieval.neighbours`.
 
 Determinism: IVF training uses a seeded sample and FAISS's seeded k-means; HNSW graphs are built with one
 thread because a multi-threaded insert order depends on scheduling. Searches run one query per thread,
@@ -22,10 +22,10 @@ from typing import Any, Literal
 import numpy as np
 
 from gecko_distill.errors import ConfigError
-from gecko_distill.mining.neighbours import Neighbours, exact_search, topk_rows
+from gecko_distill.retrieval.neighbours import Neighbours, exact_search, topk_rows
 
 __all__ = ["AUTO_EXACT_BELOW", "INDEX_KINDS", "IndexPlan", "PassageIndex", "build_index", "faiss_threads",
-           "plan_index"]
+           "plan_index", "search"]
 
 logger = logging.getLogger(__name__)
 
@@ -286,3 +286,19 @@ def build_index(plan: IndexPlan, passage_emb: np.ndarray, *, seed: int = 0, thre
         idx.train(passage_emb[rows])
     idx.add_shards(lambda: (passage_emb[s : s + 65536] for s in range(0, len(passage_emb), 65536)))
     return idx
+
+
+def search(query_emb: np.ndarray, passage_emb: np.ndarray, *, k: int, index: str = "auto",
+           seed: int = 0, threads: int | None = None, **plan_overrides: Any) -> Neighbours:
+    """Top-``k`` by inner product over an in-memory passage matrix.
+
+    ``index``: ``auto`` (exact below :data:`AUTO_EXACT_BELOW` passages, FAISS IVF above), ``exact``,
+    ``faiss-flat``, ``faiss-ivf`` or ``faiss-hnsw``; the FAISS parameters come from :func:`plan_index`
+    (``plan_overrides`` such as ``nprobe=`` or ``storage="sq8"`` are passed through).
+    """
+    n, dim = passage_emb.shape
+    plan = plan_index(n, dim, index=index, k=k, **plan_overrides)
+    if plan.kind == "exact":
+        return exact_search(query_emb, passage_emb, k=k)
+    idx = build_index(plan, passage_emb, seed=seed, threads=threads)
+    return idx.search(query_emb, k=k)

@@ -1,5 +1,6 @@
-"""ScriptedLLM: a deterministic stand-in for unit tests of parsing and selection logic, and --dry-run.
+"""Test helpers, outside the public API: ScriptedLLM, a deterministic stand-in for an LLM backend.
 
+Used by unit tests of parsing, scoring and selection logic, where the LLM's answer must be fixed in advance.
 It is never the only proof that a feature works: integration tests run the real GGUF model.
 """
 

@@ -4,7 +4,7 @@ Gecko relabels the retriever's neighbours with the LLM, which only helps when th
 retriever. With a small LLM that is not a given (docs/labeller.md), so ``auto`` measures it first, on either
 
 - **qrels** (a labelled sample, e.g. a few queries of a BEIR folder of the same domain): nDCG@10 of each
-  signal's re-ranking of the first-stage top-N vs the first stage's own (:mod:`gecko_distill.evaluation.rerank_check`);
+  signal's re-ranking of the first-stage top-N vs the first stage's own (:mod:`gecko_distill.labelling.rerank_check`);
 - **seed agreement** (no labels): on the first mined queries, the mean reciprocal rank of the seed passage,
   the passage the query was written from, under each signal vs under the retriever. The seed is a noisy
   label (another candidate may be as good), but a labeller that ranks it lower than the retriever does is
@@ -20,28 +20,17 @@ signal is dropped and recorded in the stage summary.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from gecko_distill.artifacts import atomic_write_text
-from gecko_distill.mining.fusion import fuse, rank
-
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
-
-    from gecko_distill.config import MiningConfig
-    from gecko_distill.llm.base import LLMBackend
-    from gecko_distill.prompts import PromptSet
+from gecko_distill.labelling.fusion import fuse
 
 __all__ = [
     "RETRIEVER",
     "FusionPlan",
     "SignalCheck",
-    "plan_for_mining",
     "plan_from_seed",
     "plan_fusion",
     "seed_agreement",
@@ -203,41 +192,3 @@ def plan_from_seed(scores: Sequence[Mapping[str, Sequence[float]]], seed_positio
     chance = _chance_mrr([len(next(iter(s.values()))) for s in scores])
     return plan_fusion({n: m["mrr"] for n, m in agree.items()}, basis="seed", sample_size=len(scores),
                        chance=chance, details={n: {k: round(v, 4) for k, v in m.items()} for n, m in agree.items()})
-
-
-def plan_for_mining(stage_path: Path, fp: str, config: MiningConfig, *, llm: LLMBackend, prompts: PromptSet,
-                    sample_pairs: Callable[[], tuple[list[tuple[str, list[str]]], list[int]]],
-                    embedder: SentenceTransformer) -> FusionPlan:
-    """The mining stage's plan: made once per stage fingerprint and kept in ``auto-fusion.json`` (resumes reuse it).
-
-    Args:
-        stage_path: The FRet stage directory.
-        fp: The stage fingerprint (a plan made for other inputs is not reused).
-        sample_pairs: Builds the seed-agreement sample: (query, candidate texts) of the first
-            ``config.auto_sample`` queries and the seed's index in each. Called only without ``auto_labelled``.
-        embedder: The first-stage embedder (used on the labelled set).
-    """
-    from gecko_distill.mining.scoring import score_candidates
-
-    path = Path(stage_path) / "auto-fusion.json"
-    if path.exists():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved.get("fingerprint") == fp:
-            plan = FusionPlan.from_dict(saved["plan"])
-            logger.info("fusion=auto: reusing the plan in %s (mode %s)", path, plan.mode)
-            return plan
-    if config.auto_labelled:
-        from gecko_distill.evaluation.config import task_string_for
-        from gecko_distill.evaluation.data import RetrievalSet, load_eval_set
-        from gecko_distill.evaluation.rerank_check import first_stage, plan_on_qrels, score_queries
-
-        ds = load_eval_set(config.auto_labelled, kind="retrieval", limit=config.auto_sample, seed=config.seed)
-        assert isinstance(ds, RetrievalSet)
-        cands = first_stage(ds, embedder, task=task_string_for(ds.name, "retrieval"), top_k=config.num_neighbours)
-        scores = score_queries(llm, prompts, cands, scorers=config.scorers, max_passage_words=config.max_passage_words)
-        plan = plan_on_qrels(cands, scores)
-    else:
-        pairs, seeds = sample_pairs()
-        plan = plan_from_seed(score_candidates(llm, prompts, pairs, scorers=config.scorers), seeds)
-    atomic_write_text(path, json.dumps({"fingerprint": fp, "plan": plan.as_dict()}, indent=1))
-    return plan

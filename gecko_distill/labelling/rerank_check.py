@@ -5,7 +5,7 @@ Protocol, on a BEIR-layout set with qrels:
 1. First stage: the seed embedder retrieves the top-``k`` documents (default 20) for each query, queries in
    Gecko's unified format ``task: {task} | query: {q}`` and documents as ``title: {t} | text: {x}``.
 2. The LLM scores every (query, candidate) with the configured scorers (query likelihood, relevance
-   classification; :mod:`gecko_distill.mining.scoring`) and the candidates are re-ranked by each signal alone
+   classification; :mod:`gecko_distill.labelling.scoring`) and the candidates are re-ranked by each signal alone
    and by each fusion of them.
 3. nDCG@10 of every ranking, beside the first stage's, by pytrec_eval (:func:`.metrics.score_run`). Only the
    top-``k`` are in a run (documents outside it count as not retrieved, the same for every ranking) and
@@ -14,7 +14,7 @@ Protocol, on a BEIR-layout set with qrels:
 Besides nDCG@10 each ranking reports P@1 (its top-1 is judged relevant) and the *moved* rate (its top-1 differs
 from the first stage's top-1): the mining stage's positive-moved rate, measured where we know whether the
 move helped. ``seed_first`` is the rate at which a ranking puts a judged-relevant document first among the
-queries whose top-``k`` holds one: the same statistic that :mod:`gecko_distill.mining.auto_fusion` computes on
+queries whose top-``k`` holds one: the same statistic that :mod:`gecko_distill.labelling.auto_fusion` computes on
 mined queries, with the generating passage as the relevant one.
 """
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import logging
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,20 +31,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gecko_distill.artifacts import atomic_write_bytes, fingerprint
+from gecko_distill.corpus.eval_sets import RetrievalSet
 from gecko_distill.corpus.normalize import truncate_words
 from gecko_distill.embedding.formats import format_document, format_query
-from gecko_distill.embedding.loader import embedder_format
-from gecko_distill.evaluation.data import RetrievalSet
-from gecko_distill.evaluation.metrics import score_run
-from gecko_distill.mining.fusion import fuse, rank
+from gecko_distill.embedding.loader import embedder_format, embedder_id
+from gecko_distill.labelling.auto_fusion import RETRIEVER, FusionPlan, plan_from_seed, plan_fusion
+from gecko_distill.labelling.fusion import fuse, rank
+from gecko_distill.labelling.scoring import score_candidates
+from gecko_distill.retrieval.metrics import score_run
+from gecko_distill.retrieval.neighbours import encode_texts
+from gecko_distill.retrieval.passage_index import search
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from gecko_distill.config import MiningConfig
     from gecko_distill.llm.base import LLMBackend
-    from gecko_distill.mining.auto_fusion import FusionPlan
     from gecko_distill.prompts import PromptSet
+    from gecko_distill.stage_configs import MiningConfig
 
 __all__ = ["RerankQuery", "RerankReport", "cut_texts", "evaluate_reranker", "first_stage", "labeller_warnings",
            "plan_on_qrels", "plan_on_seed", "rerank_report", "score_queries"]
@@ -83,9 +87,6 @@ def _llm_text(title: str, text: str) -> str:
 
 def _corpus_embeddings(embedder: SentenceTransformer, docs: Sequence[tuple[str, str, str]], cache_dir: Path | None,
                        batch_size: int) -> np.ndarray:
-    from gecko_distill.embedding.loader import embedder_id
-    from gecko_distill.mining.neighbours import encode_texts
-
     path = None
     if cache_dir is not None:
         key = fingerprint([embedder_id(embedder), embedder_format(embedder), fingerprint([d for d, _, _ in docs]), len(docs),
@@ -115,8 +116,6 @@ def first_stage(data: RetrievalSet, embedder: SentenceTransformer, *, task: str,
             (raw text for an off-the-shelf model), as the mining stage does.
         cache_dir: Keep the corpus embeddings here (``corpus-<hash>.npy``) so reruns skip the encoding.
     """
-    from gecko_distill.mining.neighbours import encode_texts, search
-
     judged = [(q, t) for q, t in data.queries if any(r > 0 for r in data.qrels.get(q, {}).values())]
     skipped = len(data.queries) - len(judged)
     if skipped:
@@ -197,8 +196,6 @@ def score_queries(llm: LLMBackend, prompts: PromptSet, queries: Sequence[RerankQ
     """LLM scores of every candidate, ``batch_size`` queries per backend call (the mining stage's batching)."""
     from tqdm.auto import tqdm
 
-    from gecko_distill.mining.scoring import score_candidates
-
     out: list[dict[str, list[float]]] = []
     bar = tqdm(total=len(queries), desc=f"LLM re-ranking ({'+'.join(scorers).upper()})", disable=not progress)
     for i in range(0, len(queries), batch_size):
@@ -211,10 +208,6 @@ def score_queries(llm: LLMBackend, prompts: PromptSet, queries: Sequence[RerankQ
 
 def plan_on_qrels(queries: Sequence[RerankQuery], scores: Sequence[Mapping[str, Sequence[float]]]) -> FusionPlan:
     """``fusion = "auto"`` with labels: each signal's nDCG@10 on these queries vs the first stage's."""
-    import random
-
-    from gecko_distill.mining.auto_fusion import RETRIEVER, plan_fusion
-
     metrics = {RETRIEVER: _order_metrics(queries, [list(range(len(q.doc_ids))) for q in queries])}
     for name in scores[0]:
         metrics[name] = _order_metrics(queries, _orders_of(name, scores))
@@ -228,8 +221,6 @@ def plan_on_qrels(queries: Sequence[RerankQuery], scores: Sequence[Mapping[str, 
 def plan_on_seed(queries: Sequence[RerankQuery], scores: Sequence[Mapping[str, Sequence[float]]]) -> FusionPlan:
     """``fusion = "auto"`` as mining runs it without labels: seed agreement, the seed being the best-ranked
     judged-relevant candidate (queries whose top-k holds none are left out, as mining forces the seed in)."""
-    from gecko_distill.mining.auto_fusion import plan_from_seed
-
     seeds = [next((j for j, d in enumerate(q.doc_ids) if q.qrels.get(d, 0) > 0), None) for q in queries]
     keep = [i for i, j in enumerate(seeds) if j is not None]
     return plan_from_seed([scores[i] for i in keep], [seeds[i] for i in keep])

@@ -1,0 +1,296 @@
+"""Stage 2 (Gecko §3.2, steps 2-4): neighbours → LLM relabelling → FRet rows.
+
+For each (task, query): embed ``task: {task} | query: {query}`` with the seed embedder, fetch the top-N
+passages (``title: … | text: …``) with the seed forced in, score every candidate with query likelihood and
+relevance classification, fuse the two rankings by RRF and select a positive and a hard negative.
+Every row keeps its audit trail: the seed, both ranks and scores, and whether the positive moved.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gecko_distill._stage import LLMShardWork, ShardRunner, run_shards
+from gecko_distill.artifacts import StageDir, atomic_write_text, fingerprint
+from gecko_distill.corpus.eval_sets import RetrievalSet, load_eval_set
+from gecko_distill.corpus.normalize import truncate_words
+from gecko_distill.embedding.batching import BatchTokens
+from gecko_distill.embedding.formats import SYMMETRIC_TASK_TYPES, InputMode, format_document, format_query
+from gecko_distill.embedding.loader import embedder_format, embedder_id
+from gecko_distill.embedding.task_strings import task_string_for
+from gecko_distill.errors import InputError
+from gecko_distill.labelling.auto_fusion import FusionPlan, plan_from_seed
+from gecko_distill.labelling.fusion import fuse, rank
+from gecko_distill.labelling.rerank_check import first_stage, plan_on_qrels, score_queries
+from gecko_distill.labelling.scoring import score_candidates
+from gecko_distill.llm.base import LLMBackend
+from gecko_distill.mining.selection import select
+from gecko_distill.prompts import PromptSet, load_prompts
+from gecko_distill.records import Passage, TaskQuery
+from gecko_distill.retrieval.corpus_embeddings import encode_corpus_streaming
+from gecko_distill.retrieval.neighbours import encode_texts, force_seed
+from gecko_distill.stage_configs import MiningConfig
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["MiningResult", "fret_row", "load_fret", "mine"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MiningResult:
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    path: Path
+
+
+@dataclass(frozen=True)
+class _ScoreCall:
+    """The stage's LLM call on one shard's (query, candidate texts) pairs (picklable for remote workers)."""
+
+    prompts: PromptSet
+    scorers: tuple[str, ...]
+
+    def __call__(self, llm: LLMBackend, pairs: list[tuple[str, list[str]]]) -> list[dict[str, list[float]]]:
+        return score_candidates(llm, self.prompts, pairs, scorers=self.scorers)
+
+
+def fret_row(tq: TaskQuery, pos: Passage, neg: Passage, **audit: Any) -> dict[str, Any]:
+    """One FRet row: trainer-ready formatted ``anchor/positive/negative`` plus raw fields and the audit."""
+    sym = tq.task_type in SYMMETRIC_TASK_TYPES
+
+    def doc(p: Passage) -> str:
+        return format_document(p.text, p.title, task=tq.task, symmetric=sym)
+
+    return {
+        "anchor": format_query(tq.task, tq.query), "positive": doc(pos), "negative": doc(neg),
+        "task_type": tq.task_type, "task": tq.task, "query": tq.query,
+        "positive_id": pos.id, "positive_title": pos.title, "positive_text": pos.text,
+        "negative_id": neg.id, "negative_title": neg.title, "negative_text": neg.text,
+        **audit,
+    }
+
+
+def mine(
+    queries: Sequence[TaskQuery],
+    passages: Sequence[Passage],
+    *,
+    embedder: SentenceTransformer,
+    llm: LLMBackend,
+    config: MiningConfig,
+    out_dir: str | Path,
+    prompts: PromptSet | None = None,
+    embed_batch_size: int = 64,
+    embed_batch_tokens: BatchTokens = "auto",
+    embed_format: str = "auto",
+    progress: bool = True,
+    shard_runner: ShardRunner | None = None,
+) -> MiningResult:
+    """Write ``out_dir/fret.jsonl`` + ``fret.parquet`` + ``manifest.json`` and return the rows.
+
+    ``embed_format`` is how the retriever reads queries and passages ('auto': the format it was trained with,
+    raw text for an off-the-shelf model). ``shard_runner`` runs the LLM scoring elsewhere (e.g. a Ray actor
+    pool, see ``gecko_distill.executors``); neighbour search and selection stay here, so the rows are the same
+    either way.
+    """
+    prompts = prompts or load_prompts()
+    fmt: InputMode = embedder_format(embedder) if embed_format == "auto" else embed_format  # type: ignore[assignment]
+    if not queries:
+        raise InputError("mining got no queries: the generation stage produced none")
+    stage = StageDir(Path(out_dir), "fret")
+    by_id = {p.id: i for i, p in enumerate(passages)}
+    missing = [q.passage_id for q in queries if q.passage_id not in by_id]
+    if missing:
+        raise InputError(f"{len(missing)} queries point at passages not in the corpus (e.g. {missing[0]!r}); "
+                         "mine with the same corpus the generation stage used")
+    fp = fingerprint({
+        "stage": "fret", "config": config.model_dump(), "llm": llm.fingerprint, "embedder": embedder_id(embedder),
+        "embed_format": fmt,
+        "queries": fingerprint([(q.passage_id, q.task_type, q.task, q.query) for q in queries]),
+        "corpus": fingerprint([(p.id, p.title, p.text) for p in passages]),
+        "prompts": [prompts.version, prompts.ql_prefix, prompts.ql_item, prompts.rc_prefix, prompts.rc_item],
+    })
+    if stage.is_complete(fp):
+        logger.info("mining: %s is complete, skipping", stage.path)
+        return load_fret(stage.path)
+    started = time.time()
+    stage.prepare(fp)
+    if len(passages) < 2:
+        raise InputError("mining needs at least two passages in the corpus")
+
+    # Step 2: neighbours. Cheap relative to LLM scoring, so recomputed on resume (deterministic).
+    # Streamed in shards (cached under the stage dir, resumable) into an index chosen by corpus size:
+    # memory stays flat as the corpus grows (bench/scale.py).
+    corpus = encode_corpus_streaming(
+        embedder, (format_document(p.text, p.title, mode=fmt) for p in passages), out_dir=stage.path / "embeddings",
+        index=config.index, k=config.num_neighbours, batch_size=embed_batch_size, batch_tokens=embed_batch_tokens,
+        show_progress=progress)
+    q_emb = encode_texts(embedder, [format_query(q.task, q.query, mode=fmt) for q in queries],
+                         batch_size=embed_batch_size, batch_tokens=embed_batch_tokens)
+    nb = corpus.search(q_emb, k=config.num_neighbours)
+    n_generated = len(queries)
+    round_trip_dropped = 0
+    if config.round_trip_k is not None:
+        # Round-trip consistency (Promptagator): a query whose own passage the retriever does not put in its
+        # top-k is often unanswerable or generic. Decided before any LLM call, so dropping costs nothing.
+        keep = [qi for qi, q in enumerate(queries) if by_id[q.passage_id] in nb.indices[qi][: config.round_trip_k]]
+        round_trip_dropped = len(queries) - len(keep)
+        queries = [queries[qi] for qi in keep]
+        q_emb, nb = q_emb[keep], type(nb)(nb.indices[keep], nb.scores[keep])
+        if not queries:
+            raise InputError(f"the round-trip filter (round_trip_k={config.round_trip_k}) dropped all "
+                             f"{n_generated} queries: the retriever never ranks a query's own passage in its top "
+                             f"{config.round_trip_k} (a retriever that does not read this corpus's language or "
+                             "domain?): set mining.round_trip_k higher, or to none to keep every query; the "
+                             "generated queries are kept")
+    if config.max_queries is not None and len(queries) > config.max_queries:
+        # After the filter, so that max_queries caps the LLM work (the costly part) and a filtered run still
+        # mines up to max_queries rows.
+        queries = queries[: config.max_queries]
+        q_emb, nb = q_emb[: config.max_queries], type(nb)(nb.indices[: config.max_queries],
+                                                          nb.scores[: config.max_queries])
+    seed_vecs = corpus.vectors([by_id[q.passage_id] for q in queries])
+    cand_lists: list[tuple[list[int], list[float]]] = []
+    for qi, q in enumerate(queries):
+        seed = by_id[q.passage_id]
+        seed_score = float(q_emb[qi] @ seed_vecs[qi])
+        cand_lists.append(force_seed(nb.indices[qi].tolist(), nb.scores[qi].tolist(), seed, seed_score))
+
+    def request(batch: Sequence[int], start: int) -> list[tuple[str, list[str]]]:
+        return [(queries[qi].query, [truncate_words(passages[c].text, config.max_passage_words)
+                                     for c in cand_lists[qi][0]]) for qi in batch]
+
+    plan = None
+    if config.fusion == "auto":  # check the signals against the retriever before trusting them (auto_fusion.py)
+        sample = range(min(config.auto_sample, len(queries)))
+        plan = _fusion_plan(stage.path, fp, config, llm=llm, prompts=prompts, embedder=embedder,
+                               sample_pairs=lambda: (request(sample, 0), [cand_lists[qi][0].index(
+                                   by_id[queries[qi].passage_id]) for qi in sample]))
+
+    def finish(batch: Sequence[int], start: int, scored: list[dict[str, list[float]]]) -> list[dict[str, Any]]:
+        return [_select_row(qi, queries[qi], cand_lists[qi], s) for qi, s in zip(batch, scored, strict=True)]
+
+    def _select_row(qi: int, tq: TaskQuery, cands: tuple[list[int], list[float]],
+                    s: dict[str, list[float]]) -> dict[str, Any]:
+        idx, retr = cands
+        seed_pos = idx.index(by_id[tq.passage_id])
+        ranks = {name: rank(s[name]) for name in scorers}
+        if plan is not None:
+            fused, order = plan.order(ranks, seed_pos, len(idx), tie_scores=s.get("ql"), k=config.rrf_k)
+        elif config.fusion == "rrf":
+            fused, order = fuse(ranks, k=config.rrf_k, weights=config.weights, tie_scores=s.get("ql"))
+        else:  # a single signal: its ranking is the fused ranking
+            fused = [1.0 / r for r in ranks[config.fusion]]
+            order = sorted(range(len(idx)), key=lambda i: ranks[config.fusion][i])
+        fused_rank = [0] * len(idx)
+        for r, i in enumerate(order, 1):
+            fused_rank[i] = r
+        # Seeded per query (not per shard) so 'random' is the same however the work is sharded.
+        rng = random.Random(f"{config.seed}:{qi}")
+        sel = select(order, seed_pos, positive_policy=config.positive_policy,
+                     negative_policy=config.negative_policy, rng=rng)
+        # Candidate texts travel with the row so that training can distil the LLM's ranking of all of them.
+        candidates = [{"id": passages[c].id, "title": passages[c].title, "text": passages[c].text,
+                       "retriever": round(retr[j], 6), "rank_retriever": j + 1,
+                       **{n: round(s[n][j], 6) for n in s}, **{f"rank_{n}": ranks[n][j] for n in ranks},
+                       "fused": round(fused[j], 6), "rank_fused": fused_rank[j]} for j, c in enumerate(idx)]
+
+        def audit(j: int) -> dict[str, Any]:
+            return {"retriever": round(retr[j], 6), "fused": round(fused[j], 6), **{n: round(s[n][j], 6) for n in s}}
+
+        return fret_row(
+            tq, passages[idx[sel.positive]], passages[idx[sel.negative]],
+            seed_id=tq.passage_id, positive_moved=sel.positive != seed_pos,
+            ranks={"retriever": sel.positive + 1, "fused": fused_rank[sel.positive],
+                   **{n: ranks[n][sel.positive] for n in ranks},
+                   "seed_fused": fused_rank[seed_pos], "negative_fused": fused_rank[sel.negative]},
+            scores=audit(sel.positive), negative_scores=audit(sel.negative), seed_scores=audit(seed_pos),
+            candidates=candidates)
+
+    # fusion=auto scores only the signals its plan kept (none in the fallback: the LLM is not asked at all)
+    scorers = tuple(config.scorers) if plan is None else tuple(n for n in config.scorers if n in plan.weights)
+    work = LLMShardWork(llm, request, _ScoreCall(prompts, scorers), finish)
+    n = run_shards(stage, list(range(len(queries))), config.batch_size, work,
+                   desc=f"mine (top-{config.num_neighbours}, LLM {'+'.join(scorers).upper() or 'none'})",
+                   progress=progress, runner=shard_runner)
+    rows = stage.read_shards(n)
+    summary = _summary(rows, len(queries), config)
+    summary["embed_format"] = fmt
+    if config.round_trip_k is not None:
+        summary["round_trip"] = {"k": config.round_trip_k, "generated": n_generated, "dropped": round_trip_dropped}
+    if plan is not None:
+        summary["auto_fusion"] = plan.as_dict()
+    stage.finalize(rows, fp=fp, config=config.model_dump(), summary=summary, started_at=started,
+                   inputs={"prompts_version": prompts.version, "llm": llm.fingerprint, "embedder": embedder_id(embedder)})
+    return MiningResult(rows=rows, summary=summary, path=stage.path)
+
+
+def _stats(xs: list[float]) -> dict[str, float]:
+    if not xs:
+        return {}
+    q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
+    return {"mean": round(statistics.fmean(xs), 4), "p25": round(q[0], 4), "median": round(q[1], 4),
+            "p75": round(q[2], 4), "min": round(min(xs), 4), "max": round(max(xs), 4)}
+
+
+def _summary(rows: list[dict[str, Any]], n_queries: int, config: MiningConfig) -> dict[str, Any]:
+    moved = sum(r["positive_moved"] for r in rows)
+    out: dict[str, Any] = {
+        "rows_in": n_queries, "rows_out": len(rows),
+        "positive_moved": moved, "positive_moved_rate": round(moved / max(len(rows), 1), 4),
+        "seed_fused_rank": _stats([float(r["ranks"]["seed_fused"]) for r in rows]),
+        "positive_policy": config.positive_policy, "negative_policy": config.negative_policy,
+        "fusion": config.fusion, "num_neighbours": config.num_neighbours,
+    }
+    for name in (n for n in config.scorers if rows and n in rows[0]["scores"]):  # auto may skip a signal
+        out[f"{name}_positive"] = _stats([r["scores"][name] for r in rows])
+        out[f"{name}_negative"] = _stats([r["negative_scores"][name] for r in rows])
+    return out
+
+
+def load_fret(path: str | Path) -> MiningResult:
+    stage = StageDir(Path(path), "fret")
+    manifest = stage.require_complete()
+    return MiningResult(rows=stage.rows(), summary=manifest["summary"], path=stage.path)
+
+
+def _fusion_plan(stage_path: Path, fp: str, config: MiningConfig, *, llm: LLMBackend, prompts: PromptSet,
+                 sample_pairs: Callable[[], tuple[list[tuple[str, list[str]]], list[int]]],
+                 embedder: SentenceTransformer) -> FusionPlan:
+    """``fusion = "auto"``: the stage's plan, made once per stage fingerprint and kept in ``auto-fusion.json`` (resumes reuse it).
+
+    Args:
+        stage_path: The FRet stage directory.
+        fp: The stage fingerprint (a plan made for other inputs is not reused).
+        sample_pairs: Builds the seed-agreement sample: (query, candidate texts) of the first
+            ``config.auto_sample`` queries and the seed's index in each. Called only without ``auto_labelled``.
+        embedder: The first-stage embedder (used on the labelled set).
+    """
+    path = Path(stage_path) / "auto-fusion.json"
+    if path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("fingerprint") == fp:
+            plan = FusionPlan.from_dict(saved["plan"])
+            logger.info("fusion=auto: reusing the plan in %s (mode %s)", path, plan.mode)
+            return plan
+    if config.auto_labelled:
+        ds = load_eval_set(config.auto_labelled, kind="retrieval", limit=config.auto_sample, seed=config.seed)
+        assert isinstance(ds, RetrievalSet)
+        cands = first_stage(ds, embedder, task=task_string_for(ds.name, "retrieval"), top_k=config.num_neighbours)
+        scores = score_queries(llm, prompts, cands, scorers=config.scorers, max_passage_words=config.max_passage_words)
+        plan = plan_on_qrels(cands, scores)
+    else:
+        pairs, seeds = sample_pairs()
+        plan = plan_from_seed(score_candidates(llm, prompts, pairs, scorers=config.scorers), seeds)
+    atomic_write_text(path, json.dumps({"fingerprint": fp, "plan": plan.as_dict()}, indent=1))
+    return plan
