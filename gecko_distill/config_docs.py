@@ -24,8 +24,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-__all__ = ["CONFIG_DOC_PATH", "UNTYPED_TABLES", "ConfigKey", "collect_keys", "render_config_docs", "render_type",
-           "write_config_docs"]
+__all__ = ["CONFIG_DOC_PATH", "UNTYPED_TABLES", "ConfigKey", "collect_keys", "markdown_cell", "render_config_docs",
+           "render_type", "write_config_docs"]
 
 #: Where the generated page lives, relative to the repository root.
 CONFIG_DOC_PATH = Path("docs") / "config.md"
@@ -144,7 +144,8 @@ def collect_keys(model: type[BaseModel], table: str = "", *, untyped: dict[str, 
     return keys, tables
 
 
-def _cell(text: str) -> str:
+def markdown_cell(text: str) -> str:
+    """Text for a Markdown table cell: GitHub splits cells on ``|`` even inside code spans unless escaped."""
     return text.replace("|", "\\|").replace("\n", " ")
 
 
@@ -176,7 +177,8 @@ def render_config_docs(model: type[BaseModel] | None = None) -> str:
         if doc:
             out += [" ".join(doc.split("\n\n")[0].split()), ""]
         out += ["| key | type | default | description |", "|---|---|---|---|"]
-        out += [f"| `{k.name}` | `{_cell(k.type)}` | `{_cell(k.default)}` | {_cell(k.description)} |" for k in rows]
+        out += [f"| `{k.name}` | `{markdown_cell(k.type)}` | `{markdown_cell(k.default)}` | "
+                f"{markdown_cell(k.description)} |" for k in rows]
         out.append("")
     return "\n".join(out)
 

@@ -366,3 +366,10 @@ def _write_outputs(out: Path, res: EvaluationResult, cfg: EvaluationConfig) -> N
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str))
+    from gecko_distill.training.model_card import record_evaluation
+
+    card = record_evaluation(res.models["trained"]["path"], {
+        "summary": res.summary, "models": res.models, "sets": res.sets, "results_dir": str(out),
+        "finished_at": manifest["finished_at"]})
+    if card is not None:
+        logger.info("evaluation recorded in the model card %s", card)
