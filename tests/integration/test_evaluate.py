@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from gecko_distill.evaluation import DataSpec, EvaluationConfig, evaluate
 from gecko_distill.evaluation.formatting import InputFormat
+from gecko_distill.evaluation.mteb_results import load_mteb_results
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -154,11 +155,20 @@ def test_outputs_in_mteb_format_and_summary(small_run) -> None:
         assert set(by_model["trained"]) == {"384", "64"}
         # the base defaults to the same packaged MiniLM here: same embeddings, same numbers
         assert by_model["base"] == by_model["trained"]
-        for label in ("trained", "base"):
-            for dim in ("384", "64"):
-                tr = TaskResult.from_disk(out / "mteb" / f"{label}-dim{dim}" / f"{task}.json")
-                assert tr.task_name == task
-                assert tr.get_score() == pytest.approx(by_model[label][dim], abs=1e-6)
+    # mteb's own result layout, read back through mteb's own API: the trained model's plain result is its full
+    # dim in its own format; the 64-dim one and the forced 'unified' format (not MiniLM's own) are experiments
+    bench = load_mteb_results(out)
+    got = {(m.model_name, tuple(sorted((m.model_meta.experiment_kwargs or {}).items()))): m for m in bench.model_results}
+    assert {name for name, _ in got} == {"sentence-transformers/all-MiniLM-L6-v2"}
+    for dim in ("384", "64"):
+        kwargs = {"input_format": "unified", **({"truncate_dim": 64} if dim == "64" else {})}
+        result = got[("sentence-transformers/all-MiniLM-L6-v2", tuple(sorted(kwargs.items())))]
+        assert {t.task_name for t in result.task_results} == set(summary)
+        for tr in result.task_results:
+            assert tr.get_score() == pytest.approx(summary[tr.task_name]["trained"][dim], abs=1e-6)
+    rev = next(iter(bench.model_results)).model_revision
+    assert (out / "mteb" / "results" / "sentence-transformers__all-MiniLM-L6-v2" / rev / "experiments").is_dir()
+    assert isinstance(TaskResult.from_disk(next((out / "mteb" / "results").rglob("minists.json"))), TaskResult)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["models"]["trained"]["dims"] == [384, 64]
     assert manifest["sets"][0]["format"]["trained"]["query"] == "task: search result | query: {text}"
