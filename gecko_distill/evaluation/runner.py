@@ -230,8 +230,13 @@ def evaluate(
             "prompts": modes[label],
             "max_seq_length": encoder.model.max_seq_length,
         }
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(sets) * len(model_dims), desc=f"evaluate {label}", unit="task",
+                   disable=not cfg.show_progress)
         for s in sets:
             t_set = time.time()
+            bar.set_postfix_str(s.name)
             logger.info(
                 "evaluating %s (%s) on %s [%s, %d items] at dims %s",
                 label,
@@ -246,7 +251,9 @@ def evaluate(
                     _run_one(encoder, factories[(s.name, modes[label])], s, label, name, d, cfg, out,
                              formats=(modes[label], _prompt_mode("auto", path)))
                 )
+                bar.update()
             model_info[label].setdefault("seconds", {})[s.name] = round(time.time() - t_set, 2)
+        bar.close()
         model_info[label]["encoded_texts"] = encoder.encoded_texts
 
     summary: dict[str, dict[str, dict[str, float]]] = {}

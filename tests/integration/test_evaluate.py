@@ -227,6 +227,14 @@ def test_embedding_cache_makes_the_second_run_free(small_run) -> None:
         assert r.main_score == pytest.approx(res.score(r.task, "trained", r.dim), abs=1e-6)
 
 
+def test_evaluate_shows_a_progress_bar_over_sets_and_dims(small_run, capsys) -> None:
+    tmp, paths, cfg, _, _ = small_run
+    evaluate("all-MiniLM-L6-v2", [paths["sts"], paths["pairs"]],
+             config=cfg.model_copy(update={"base": None, "show_progress": True}))
+    err = capsys.readouterr().err
+    assert "evaluate trained" in err and "4/4" in err  # 2 sets x 2 dims
+
+
 def test_evaluate_cli(small_run) -> None:
     from gecko_distill.cli import app
 
@@ -258,6 +266,7 @@ def test_evaluate_cli(small_run) -> None:
         ],
     )
     assert r.exit_code == 0, r.output
+    assert "evaluation: main score" in r.output and "mteb.ResultCache(" in r.output  # the closing summary
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary) == ["minists", "miniintents-clustering"] and list(summary["minists"]) == ["trained"]
     assert summary["minists"]["trained"]["384"] == pytest.approx(res.score("minists", dim=384), abs=1e-6)
