@@ -121,7 +121,10 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True) -> PipelineRe
 
         if ecfg.cache_dir is None:
             ecfg = ecfg.model_copy(update={"cache_dir": str(out / "eval-cache")})
-        result.extra["evaluation"] = timer.run("evaluate", lambda: evaluate(
+        from gecko_distill.evaluation.resume import finished_evaluation
+
+        done = finished_evaluation(out / "eval", model=str(out / "model"), config=ecfg)
+        result.extra["evaluation"] = done or timer.run("evaluate", lambda: evaluate(
             str(out / "model"), [DataSpec.parse(d) for d in ecfg.data], out_dir=out / "eval", config=ecfg))
     if tcfg is not None:  # the report reads every stage folder; a data-only run keeps `gecko-distill report`
         from gecko_distill.report import build_report

@@ -380,3 +380,19 @@ def test_each_model_is_evaluated_in_its_own_format_by_default(small_run, tmp_pat
     same = evaluate(str(gecko), [paths["sts"]], out_dir=tmp_path / "same",
                     config=cfg.model_copy(update={"base_prompts": "same"}))
     assert same.score("minists", "trained") == pytest.approx(same.score("minists", "base"), abs=1e-6)
+
+
+def test_a_finished_evaluation_is_read_back_and_a_changed_one_is_not(small_run) -> None:
+    from gecko_distill.evaluation.resume import finished_evaluation
+
+    tmp, _, cfg, _, res = small_run
+    done = finished_evaluation(tmp / "out", model="all-MiniLM-L6-v2", config=cfg)
+    assert done is not None and done.summary == res.summary and done.models == res.models
+
+    def key(r):  # metrics may hold NaN (undefined AP), which never equals itself
+        return (r.task, r.model, r.dim, r.main_score, r.notes)
+
+    assert [key(r) for r in done.records] == [key(r) for r in res.records]
+    assert finished_evaluation(tmp / "out", model="all-MiniLM-L6-v2", config=cfg.model_copy(update={"limit": 3})) is None
+    assert finished_evaluation(tmp / "out", model=str(tmp), config=cfg) is None  # another model
+    assert finished_evaluation(tmp / "nowhere", model="all-MiniLM-L6-v2", config=cfg) is None

@@ -107,3 +107,4 @@ def test_run_goes_from_corpus_to_an_evaluated_model_with_card_results_and_report
     again = CliRunner().invoke(app, ["run", str(cfg), "--no-progress"])  # finished stages are skipped
     assert again.exit_code == 0, again.output
     assert "already trained" in again.output
+    assert "time: evaluate" not in again.output and "minists @ 384" in again.output  # evaluation: read back

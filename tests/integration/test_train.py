@@ -287,6 +287,9 @@ def test_model_card_is_hub_ready_and_records_the_evaluation(trained: Path, tmp_p
         assert needle in text, needle
     assert "## Evaluation" not in text and "model-index" not in meta
 
+    from gecko_distill.evaluation.store import model_fingerprint
+
+    fp = model_fingerprint(trained, max_seq_length=64)
     sts = tmp_path / "minists"
     sts.mkdir()
     pairs = [("A man plays a guitar.", "A person plays an instrument.", 4.2),
@@ -302,3 +305,4 @@ def test_model_card_is_hub_ready_and_records_the_evaluation(trained: Path, tmp_p
     assert results[0]["metrics"][0]["type"] == "cosine_spearman"
     assert "## Evaluation" in card.text and "| minists | 64 |" in card.text
     assert (trained / "eval_results.json").is_file()
+    assert model_fingerprint(trained, max_seq_length=64) == fp  # recorded results are not weights
