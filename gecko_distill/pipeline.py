@@ -5,7 +5,9 @@ Layout of a run directory (each stage folder has its own ``manifest.json``, writ
     OUT/generation/   LLM-written (task, query) rows + rejects
     OUT/fret/         the FRet dataset (fret.jsonl, fret.parquet)
     OUT/model/        the trained embedder (when [training] is configured)
-    OUT/eval/         evaluation results (when [evaluation] is configured)
+    OUT/eval/         evaluation results (when [evaluation] is configured; mteb's layout in eval/mteb/results,
+                      and the model's card, OUT/model/README.md, records them)
+    OUT/report.html, report.md   the run report (after training)
     OUT/llm-cache.sqlite   content-addressed LLM responses shared by all stages (resume never re-asks)
     OUT/run.json      per-stage wall times of the latest run
 
@@ -114,8 +116,15 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True) -> PipelineRe
 
         if ecfg.cache_dir is None:
             ecfg = ecfg.model_copy(update={"cache_dir": str(out / "eval-cache")})
-        result.extra["evaluation"] = timer.run("evaluate", lambda: evaluate(
+        from gecko_distill.evaluation.resume import finished_evaluation
+
+        done = finished_evaluation(out / "eval", model=str(out / "model"), config=ecfg)
+        result.extra["evaluation"] = done or timer.run("evaluate", lambda: evaluate(
             str(out / "model"), [DataSpec.parse(d) for d in ecfg.data], out_dir=out / "eval", config=ecfg))
+    if tcfg is not None:  # the report reads every stage folder; a data-only run keeps `gecko-distill report`
+        from gecko_distill.report import build_report
+
+        result.extra["report"] = timer.run("report", lambda: build_report(out))
     atomic_write_text(out / "run.json", json.dumps({
         "stage_seconds": {k: round(v, 2) for k, v in timer.seconds.items()},
         "total_seconds": round(timer.total, 2), "llm_cache": {"hits": llm.hits, "misses": llm.misses},

@@ -25,6 +25,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "gecko_distill.cli.eval_cmds",
     "gecko_distill.cli.labeller_cmd",
     "gecko_distill.cli.models_cmd",
+    "gecko_distill.cli.docs_cmd",
 )
 
 for _name in _COMMAND_MODULES:

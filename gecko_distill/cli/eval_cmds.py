@@ -97,7 +97,11 @@ def render_evaluation(result: Any) -> None:
         "time: " + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items()) + f", total {result.elapsed_s:.0f} s"
     )
     if result.out_dir is not None:
-        console.print(f"results: {result.out_dir}/summary.json, results.json, results.md, mteb/")
+        console.print(f"results: {result.out_dir}/summary.json, results.json, results.md; mteb's layout: "
+                      f"{result.out_dir}/mteb/results (mteb.ResultCache({str(result.out_dir / 'mteb')!r}))")
+    trained = result.models.get("trained", {}).get("path")
+    if trained and (Path(trained) / "eval_results.json").is_file() and result.out_dir is not None:
+        console.print(f"model card updated with these results: {Path(trained) / 'README.md'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -58,6 +58,9 @@ def _render(result: Any, title: str) -> None:
     if result.first_loss is not None:
         t.add_row("loss first / last step", f"{result.first_loss:.4f} / {result.last_loss:.4f}")
     t.add_row("time", f"{result.elapsed_s:.1f} s")
+    card = Path(result.model_dir) / "README.md"
+    if card.is_file():
+        t.add_row("model card", str(card))
     console.print(t)
     console.print(f"loss log: {Path(result.model_dir) / 'train_log.jsonl'}; load with "
                   f"SentenceTransformer({str(result.model_dir)!r})")

@@ -4,8 +4,9 @@ For each model (``trained``, then ``base``), each set and each dim, one ``mteb.e
 task class on the local data (:mod:`.tasks`) through a :class:`~.encoder.MatryoshkaEncoder`, which encodes
 each text once and truncates for the smaller dims. Outputs in ``out_dir``::
 
-    mteb/<label>-dim<d>/<task>.json   mteb TaskResult files (load with mteb.TaskResult.from_disk)
-    mteb/<label>-dim<d>/model_meta.json
+    mteb/results/<model>/<revision>/  mteb's own result layout: <task>.json + model_meta.json; smaller dims
+                                      and other input formats as mteb experiments (:mod:`.mteb_results`;
+                                      load with ``load_mteb_results`` or ``mteb.ResultCache(OUT/mteb)``)
     results.json                      one record per (task, model, dim): main score + scalar metrics
     summary.json                      {task: {label: {dim: main score}}}
     results.md                        the base-vs-trained table
@@ -29,7 +30,9 @@ from gecko_distill.embedding.task_strings import task_string_for
 from gecko_distill.evaluation.config import EvaluationConfig
 from gecko_distill.evaluation.encoder import MatryoshkaEncoder, resolve_dims
 from gecko_distill.evaluation.formatting import InputFormat, PromptMode
+from gecko_distill.evaluation.mteb_results import save_mteb_result
 from gecko_distill.evaluation.tasks import MAIN_SCORES, build_task_factory
+from gecko_distill.training.model_card import record_evaluation
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -229,8 +232,13 @@ def evaluate(
             "prompts": modes[label],
             "max_seq_length": encoder.model.max_seq_length,
         }
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(sets) * len(model_dims), desc=f"evaluate {label}", unit="task",
+                   disable=not cfg.show_progress)
         for s in sets:
             t_set = time.time()
+            bar.set_postfix_str(s.name)
             logger.info(
                 "evaluating %s (%s) on %s [%s, %d items] at dims %s",
                 label,
@@ -242,9 +250,12 @@ def evaluate(
             )
             for d in model_dims:
                 records.append(
-                    _run_one(encoder, factories[(s.name, modes[label])], s, label, name, d, cfg, out)
+                    _run_one(encoder, factories[(s.name, modes[label])], s, label, name, d, cfg, out,
+                             formats=(modes[label], _prompt_mode("auto", path)))
                 )
+                bar.update()
             model_info[label].setdefault("seconds", {})[s.name] = round(time.time() - t_set, 2)
+        bar.close()
         model_info[label]["encoded_texts"] = encoder.encoded_texts
 
     summary: dict[str, dict[str, dict[str, float]]] = {}
@@ -285,6 +296,8 @@ def _run_one(
     dim: int,
     cfg: EvaluationConfig,
     out: Path | None,
+    *,
+    formats: tuple[str, str] = ("none", "none"),
 ) -> ScoreRecord:
     """One ``mteb.evaluate`` call: set ``s`` for one model at one dim; writes the mteb TaskResult file."""
     import mteb
@@ -332,13 +345,10 @@ def _run_one(
         rec.main_score,
         rec.seconds,
     )
-    if out is not None:
-        folder = out / "mteb" / f"{label}-dim{dim}"
-        folder.mkdir(parents=True, exist_ok=True)
-        task_result.to_disk(folder / f"{s.name}.json")
-        meta = encoder.mteb_model_meta.model_dump(mode="json", exclude={"loader"})
-        meta["embed_dim"] = dim
-        atomic_write_text(folder / "model_meta.json", json.dumps(meta, indent=2, default=str))
+    if out is not None:  # mteb's result-cache layout (``formats``: the one used, the model's own)
+        save_mteb_result(out, task_result, encoder.mteb_model_meta, model=name, dim=dim,
+                         full_dim=encoder.full_dim, input_format=formats[0], native_format=formats[1],
+                         encode_kwargs={"batch_size": cfg.batch_size})
     return rec
 
 
@@ -367,3 +377,8 @@ def _write_outputs(out: Path, res: EvaluationResult, cfg: EvaluationConfig) -> N
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str))
+    card = record_evaluation(res.models["trained"]["path"], {
+        "summary": res.summary, "table_md": markdown_table(res.summary), "models": res.models, "sets": res.sets, "results_dir": str(out),
+        "finished_at": manifest["finished_at"]})
+    if card is not None:
+        logger.info("evaluation recorded in the model card %s", card)

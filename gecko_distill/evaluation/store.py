@@ -23,6 +23,9 @@ __all__ = ["EmbeddingStore", "model_fingerprint"]
 logger = logging.getLogger(__name__)
 
 _HASHED_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model", ".pt")
+#: Files in a model folder that describe it but do not change its embeddings: the evaluation results that
+#: ``evaluate`` records beside a gecko-distill model (training/model_card.py) must not change its fingerprint.
+_NOT_HASHED = frozenset({"eval_results.json"})
 
 
 def model_fingerprint(model_path: str | Path, *, max_seq_length: int | None = None) -> str | None:
@@ -36,6 +39,7 @@ def model_fingerprint(model_path: str | Path, *, max_seq_length: int | None = No
         for p in root.rglob("*")
         if p.is_file()
         and p.suffix in _HASHED_SUFFIXES
+        and p.name not in _NOT_HASHED
         and not any(part.startswith("checkpoint-") for part in p.relative_to(root).parts)
     )
     for p in files:

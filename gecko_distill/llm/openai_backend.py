@@ -37,6 +37,12 @@ __all__ = ["OpenAIBackend"]
 
 logger = logging.getLogger(__name__)
 
+#: What to do when a server cannot score (QL/RC need the log-probs of given text, not of generated text).
+_LOGLIK_HINT = ("Scoring needs a completions endpoint that returns prompt log-probs: vLLM's `vllm serve MODEL` "
+                "(prompt_logprobs) or llama-cpp-python's `python -m llama_cpp.server` (echo + logprobs); "
+                "chat-only and most hosted APIs cannot. Or score with the llamacpp, transformers or vllm "
+                "backends (docs/openai-server.md).")
+
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 _MAX_WAIT_S = 30.0
 
@@ -156,15 +162,20 @@ class OpenAIBackend:
         def one(req: LoglikRequest) -> LoglikResult:
             head = prefix + req.context
             full = head + req.continuation
-            data = self._post("/completions", {"model": self.model, "prompt": full, "max_tokens": 1,
-                                               "temperature": 0.0, "echo": True, "logprobs": 1,
-                                               "prompt_logprobs": 1})
+            try:
+                data = self._post("/completions", {"model": self.model, "prompt": full, "max_tokens": 1,
+                                                   "temperature": 0.0, "echo": True, "logprobs": 1,
+                                                   "prompt_logprobs": 1})
+            except BackendError as e:  # hosted APIs reject echo/logprobs on completions with a 400 or 422
+                if "HTTP 400" in str(e) or "HTTP 422" in str(e):
+                    raise LoglikUnsupported(f"{self.base_url} refused a prompt log-prob request: {e}. "
+                                            f"{_LOGLIK_HINT}") from None
+                raise
             tokens = _prompt_token_logprobs(data, len(full))
             if tokens is None:
                 raise LoglikUnsupported(
-                    f"{self.base_url} did not return prompt log-probs (echo + logprobs, or prompt_logprobs). "
-                    "Use a server that supports them (vLLM, llama.cpp server) or the llamacpp, transformers or "
-                    "vllm backends.")
+                    f"{self.base_url} did not return prompt log-probs (neither echo + logprobs nor "
+                    f"prompt_logprobs in its /completions answer). {_LOGLIK_HINT}")
             total, n = 0.0, 0
             for off, lpv in tokens:
                 # Tokens that start inside the continuation (and inside the prompt: echo also returns

@@ -447,7 +447,8 @@ def build_training_data(fret_path: str | Path | None, config: TrainingConfig,
         summary["distill"] = distill
         summary["sources"]["fret"] = {"rows": len(cols["anchor"]), "dropped": dict(dropped),
                                       "task_types": dict(task_counts), "columns": list(cols),
-                                      "fingerprint": manifest.get("fingerprint")}
+                                      "fingerprint": manifest.get("fingerprint"),
+                                      "path": str(resolve_fret_dir(fret_path))}
     for src in config.mix:
         cols, skipped = read_mix_source(src, mode=mode, seed=config.seed)
         if not cols["anchor"]:

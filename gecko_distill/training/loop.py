@@ -293,7 +293,8 @@ def run_trainer(
                      embedding_dim=model.get_embedding_dimension(), unified_format=fmt == "unified",
                      input_format=fmt,
                      stage=stage, base_model=settings.base_model, prompts=prompts,
-                     loss={"name": type(loss).__name__, "temperature": settings.temperature,
+                     loss={"name": type(loss).__name__, "base_loss": type(getattr(loss, "loss", loss)).__name__,
+                           "temperature": settings.temperature,
                            **(loss.loss.get_config_dict() if hasattr(loss, "loss") else {}),
                            "same_tower": same_tower, "mini_batch_size": settings.mini_batch_size,
                            "matryoshka_weights": settings.matryoshka_weights})
@@ -310,15 +311,18 @@ def run_trainer(
 
 def _write_manifest(out_dir: Path, result: TrainResult, *, fp: str, stage: str, data: TrainingData) -> None:
     from gecko_distill import __version__
+    from gecko_distill.training.model_card import write_model_card
 
+    summary = {"steps": result.steps, "first_loss": result.first_loss, "last_loss": result.last_loss,
+               "matryoshka_dims": result.matryoshka_dims, **data.summary}
+    write_model_card(out_dir, summary=summary)  # README.md: the hub model card, before the manifest
     manifest = {
         "stage": stage,
         "fingerprint": fp,
         "gecko_distill_version": __version__,
         "rows": result.rows,
         "files": sorted(p.name for p in out_dir.iterdir() if p.name not in ("manifest.json", _MARKER)),
-        "summary": {"steps": result.steps, "first_loss": result.first_loss, "last_loss": result.last_loss,
-                    "matryoshka_dims": result.matryoshka_dims, **data.summary},
+        "summary": summary,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "elapsed_s": result.elapsed_s,
     }

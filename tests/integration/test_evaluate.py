@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from gecko_distill.evaluation import DataSpec, EvaluationConfig, evaluate
 from gecko_distill.evaluation.formatting import InputFormat
+from gecko_distill.evaluation.mteb_results import load_mteb_results
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -154,11 +155,20 @@ def test_outputs_in_mteb_format_and_summary(small_run) -> None:
         assert set(by_model["trained"]) == {"384", "64"}
         # the base defaults to the same packaged MiniLM here: same embeddings, same numbers
         assert by_model["base"] == by_model["trained"]
-        for label in ("trained", "base"):
-            for dim in ("384", "64"):
-                tr = TaskResult.from_disk(out / "mteb" / f"{label}-dim{dim}" / f"{task}.json")
-                assert tr.task_name == task
-                assert tr.get_score() == pytest.approx(by_model[label][dim], abs=1e-6)
+    # mteb's own result layout, read back through mteb's own API: the trained model's plain result is its full
+    # dim in its own format; the 64-dim one and the forced 'unified' format (not MiniLM's own) are experiments
+    bench = load_mteb_results(out)
+    got = {(m.model_name, tuple(sorted((m.model_meta.experiment_kwargs or {}).items()))): m for m in bench.model_results}
+    assert {name for name, _ in got} == {"sentence-transformers/all-MiniLM-L6-v2"}
+    for dim in ("384", "64"):
+        kwargs = {"input_format": "unified", **({"truncate_dim": 64} if dim == "64" else {})}
+        result = got[("sentence-transformers/all-MiniLM-L6-v2", tuple(sorted(kwargs.items())))]
+        assert {t.task_name for t in result.task_results} == set(summary)
+        for tr in result.task_results:
+            assert tr.get_score() == pytest.approx(summary[tr.task_name]["trained"][dim], abs=1e-6)
+    rev = next(iter(bench.model_results)).model_revision
+    assert (out / "mteb" / "results" / "sentence-transformers__all-MiniLM-L6-v2" / rev / "experiments").is_dir()
+    assert isinstance(TaskResult.from_disk(next((out / "mteb" / "results").rglob("minists.json"))), TaskResult)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["models"]["trained"]["dims"] == [384, 64]
     assert manifest["sets"][0]["format"]["trained"]["query"] == "task: search result | query: {text}"
@@ -217,6 +227,14 @@ def test_embedding_cache_makes_the_second_run_free(small_run) -> None:
         assert r.main_score == pytest.approx(res.score(r.task, "trained", r.dim), abs=1e-6)
 
 
+def test_evaluate_shows_a_progress_bar_over_sets_and_dims(small_run, capsys) -> None:
+    tmp, paths, cfg, _, _ = small_run
+    evaluate("all-MiniLM-L6-v2", [paths["sts"], paths["pairs"]],
+             config=cfg.model_copy(update={"base": None, "show_progress": True}))
+    err = capsys.readouterr().err
+    assert "evaluate trained" in err and "4/4" in err  # 2 sets x 2 dims
+
+
 def test_evaluate_cli(small_run) -> None:
     from gecko_distill.cli import app
 
@@ -248,6 +266,7 @@ def test_evaluate_cli(small_run) -> None:
         ],
     )
     assert r.exit_code == 0, r.output
+    assert "evaluation: main score" in r.output and "mteb.ResultCache(" in r.output  # the closing summary
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary) == ["minists", "miniintents-clustering"] and list(summary["minists"]) == ["trained"]
     assert summary["minists"]["trained"]["384"] == pytest.approx(res.score("minists", dim=384), abs=1e-6)
@@ -361,3 +380,19 @@ def test_each_model_is_evaluated_in_its_own_format_by_default(small_run, tmp_pat
     same = evaluate(str(gecko), [paths["sts"]], out_dir=tmp_path / "same",
                     config=cfg.model_copy(update={"base_prompts": "same"}))
     assert same.score("minists", "trained") == pytest.approx(same.score("minists", "base"), abs=1e-6)
+
+
+def test_a_finished_evaluation_is_read_back_and_a_changed_one_is_not(small_run) -> None:
+    from gecko_distill.evaluation.resume import finished_evaluation
+
+    tmp, _, cfg, _, res = small_run
+    done = finished_evaluation(tmp / "out", model="all-MiniLM-L6-v2", config=cfg)
+    assert done is not None and done.summary == res.summary and done.models == res.models
+
+    def key(r):  # metrics may hold NaN (undefined AP), which never equals itself
+        return (r.task, r.model, r.dim, r.main_score, r.notes)
+
+    assert [key(r) for r in done.records] == [key(r) for r in res.records]
+    assert finished_evaluation(tmp / "out", model="all-MiniLM-L6-v2", config=cfg.model_copy(update={"limit": 3})) is None
+    assert finished_evaluation(tmp / "out", model=str(tmp), config=cfg) is None  # another model
+    assert finished_evaluation(tmp / "nowhere", model="all-MiniLM-L6-v2", config=cfg) is None

@@ -265,3 +265,44 @@ def test_listwise_distillation_with_base_anchor_trains_end_to_end(tmp_path: Path
     summary = json.loads((out / "manifest.json").read_text())["summary"]
     assert summary["sources"]["fret"]["columns"][:3] == ["anchor", "positive", "negative"]
     assert "cand_3" in summary["sources"]["fret"]["columns"] and "label" in summary["sources"]["fret"]["columns"]
+
+
+def test_model_card_is_hub_ready_and_records_the_evaluation(trained: Path, tmp_path: Path) -> None:
+    """README.md: sentence-transformers' card conventions (YAML front matter a hub parses), usage with and
+    without prompts, Matryoshka dims, loss and hyper-parameters; `evaluate` adds its results (last test: it
+    writes into the shared model directory)."""
+    from huggingface_hub import ModelCard
+
+    from gecko_distill.evaluation import EvaluationConfig, evaluate
+
+    card = ModelCard.load(trained / "README.md")
+    meta = card.data.to_dict()
+    assert meta["library_name"] == "sentence-transformers" and meta["pipeline_tag"] == "sentence-similarity"
+    assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and meta["license"] == "apache-2.0"
+    assert {"matryoshka", "loss:MatryoshkaLoss", "loss:GeckoLoss", f"dataset_size:{ROWS}"} <= set(meta["tags"])
+    text = card.text
+    for needle in ("384, 256, 128, 64", "encode_query", 'prompt_name="fact checking"', "truncate_dim=64",
+                   "| `fact checking` | `task: fact checking \\| query: ` |", "Loss: `GeckoLoss` wrapped in `MatryoshkaLoss`", "`learning_rate` | `0.0001`",
+                   f"source `fret`: {ROWS} training rows", "## Citation"):
+        assert needle in text, needle
+    assert "## Evaluation" not in text and "model-index" not in meta
+
+    from gecko_distill.evaluation.store import model_fingerprint
+
+    fp = model_fingerprint(trained, max_seq_length=64)
+    sts = tmp_path / "minists"
+    sts.mkdir()
+    pairs = [("A man plays a guitar.", "A person plays an instrument.", 4.2),
+             ("A dog runs in a park.", "A cat sleeps on a sofa.", 0.8),
+             ("The fire spread quickly.", "Flames moved fast through the bush.", 4.5),
+             ("Stocks fell sharply today.", "Children play football.", 0.1)]
+    (sts / "test.tsv").write_text("sentence1\tsentence2\tscore\n" + "".join(f"{a}\t{b}\t{s}\n" for a, b, s in pairs))
+    evaluate(str(trained), [sts], out_dir=tmp_path / "eval",
+             config=EvaluationConfig(base=None, dims=[384, 64], show_progress=False))
+    card = ModelCard.load(trained / "README.md")
+    results = card.data.to_dict()["model-index"][0]["results"]
+    assert results[0]["task"]["type"] == "STS" and results[0]["dataset"]["name"] == "minists"
+    assert results[0]["metrics"][0]["type"] == "cosine_spearman"
+    assert "## Evaluation" in card.text and "| minists | 64 |" in card.text
+    assert (trained / "eval_results.json").is_file()
+    assert model_fingerprint(trained, max_seq_length=64) == fp  # recorded results are not weights

@@ -159,8 +159,17 @@ def test_loglik_sums_the_continuation_tokens_and_concurrency_is_bounded(server):
 
 def test_server_without_prompt_logprobs_is_a_clear_error(server):
     server.no_logprobs = True
-    with pytest.raises(LoglikUnsupported, match="did not return prompt log-probs"):
+    with pytest.raises(LoglikUnsupported, match="did not return prompt log-probs") as err:
         _backend(server).loglik([LoglikRequest("c", " x")])
+    assert "vllm serve" in str(err.value) and "docs/openai-server.md" in str(err.value)
+
+
+def test_server_refusing_echo_is_a_clear_error_not_retried(server):
+    """A hosted API answers an echo/logprobs request with 400: the same clear error, after one request."""
+    server.faults = ["400"]
+    with pytest.raises(LoglikUnsupported, match="refused a prompt log-prob request") as err:
+        _backend(server).loglik([LoglikRequest("c", " x")])
+    assert server.requests == 1 and "llama_cpp.server" in str(err.value)
 
 
 def test_finished_rows_are_kept_when_the_backend_finally_fails(server, tmp_path):

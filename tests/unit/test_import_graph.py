@@ -30,7 +30,7 @@ PACKAGE_DIR = Path(gecko_distill.__file__).parent
 LAYERS = ["corpus", "generation", "retrieval", "labelling", "mining", "training", "evaluation", "report"]
 
 #: Entry points and orchestration: may import anything; nothing in the layers may import them.
-TOP = {"config", "pipeline", "cli", "executors", "__main__"}
+TOP = {"config", "config_docs", "pipeline", "cli", "executors", "__main__"}
 
 #: Shared modules: may import only each other (the package root holds ``__version__`` only).
 SHARED = {"", "_batching", "_logging", "_paths", "_stage", "artifacts", "embedding", "errors", "llm",
