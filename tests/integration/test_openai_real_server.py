@@ -39,7 +39,7 @@ pytest.importorskip("sse_starlette", reason="the llama-server extra: pip install
 from gecko_distill.config import CorpusConfig, GenerationConfig  # noqa: E402
 from gecko_distill.corpus import read_corpus  # noqa: E402
 from gecko_distill.llm.openai_backend import OpenAIBackend  # noqa: E402
-from gecko_distill.mining.scoring import score_candidates  # noqa: E402
+from gecko_distill.labelling.scoring import score_candidates  # noqa: E402
 from gecko_distill.prompts import load_prompts  # noqa: E402
 
 QL_TOL = 0.15  # nats per query token (QL is a mean); measured up to 0.08
