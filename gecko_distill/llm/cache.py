@@ -34,8 +34,10 @@ class CachedLLM:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        # The table first: SQLite creates the file on its first write, so the file and its table appear in one
+        # transaction and a kill here never leaves a database without `kv` (it did with WAL set first).
         self._db.execute("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+        self._db.execute("PRAGMA journal_mode=WAL")
         self.hits = 0
         self.misses = 0
 

@@ -130,6 +130,9 @@ def check_sqlite(db: Path) -> int:
     con = sqlite3.connect(db)
     try:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:  # killed between opening the file and creating the table: nothing stored yet
+            return 0
         rows = con.execute("SELECT v FROM kv").fetchall()
     finally:
         con.close()
