@@ -16,6 +16,7 @@ from rich.table import Table
 
 from gecko_distill.config import PipelineConfig, load_table
 from gecko_distill.errors import ConfigError, GeckoDistillError
+from gecko_distill.pipeline import embed_options, load_seed_embedder
 
 __all__ = ["register"]
 
@@ -58,16 +59,15 @@ def _open_llm(cfg: PipelineConfig, cache: Path | None) -> Any:
 def _rerank(data: Path, split: str | None, queries: int, top_k: int, task: str | None, cfg: PipelineConfig,
             cache: Path | None, seed: int, progress: bool) -> Any:
     from gecko_distill.corpus.eval_sets import RetrievalSet, load_eval_set
-    from gecko_distill.embedding import load_embedder
     from gecko_distill.embedding.task_strings import task_string_for
     from gecko_distill.labelling.rerank_check import evaluate_reranker, first_stage
     from gecko_distill.prompts import load_prompts
 
     ds = load_eval_set(data, kind="retrieval", split=split, limit=queries, seed=seed)
     assert isinstance(ds, RetrievalSet)
-    emb = load_embedder(cfg.embedder.model, max_seq_length=cfg.embedder.max_seq_length)
-    cands = first_stage(ds, emb, task=task or task_string_for(ds.name, "retrieval"), top_k=top_k,
-                        cache_dir=cache.parent if cache is not None else None)
+    cands = first_stage(ds, load_seed_embedder(cfg.embedder), task=task or task_string_for(ds.name, "retrieval"),
+                        top_k=top_k, cache_dir=cache.parent if cache is not None else None,
+                        batch_size=cfg.embedder.batch_size)
     llm = _open_llm(cfg, cache)
     return evaluate_reranker(cands, llm, load_prompts(cfg.generation.prompts), cfg.mining, progress=progress)
 
@@ -170,7 +170,6 @@ def _seed_check(cfg: PipelineConfig, corpus: str | None, generated: Path, sample
     import tempfile
 
     from gecko_distill.corpus import read_corpus
-    from gecko_distill.embedding import load_embedder
     from gecko_distill.generation import load_task_queries
     from gecko_distill.mining import mine
     from gecko_distill.prompts import load_prompts
@@ -181,9 +180,9 @@ def _seed_check(cfg: PipelineConfig, corpus: str | None, generated: Path, sample
     passages, _ = read_corpus(ccfg)
     gen = load_task_queries(generated)
     with tempfile.TemporaryDirectory(prefix="gecko-check-") as tmp:
-        res = mine(gen.queries, passages, embedder=load_embedder(cfg.embedder.model), llm=_open_llm(cfg, cache),
+        res = mine(gen.queries, passages, embedder=load_seed_embedder(cfg.embedder), llm=_open_llm(cfg, cache),
                    config=mcfg, out_dir=Path(tmp) / "fret", prompts=load_prompts(cfg.generation.prompts),
-                   progress=progress)
+                   progress=progress, **embed_options(cfg.embedder))
     plan = res.summary["auto_fusion"]
     t = Table(title=f"seed agreement on {plan['sample_size']} generated queries, top-{k}, LLM {cfg.llm.model}")
     for col in ("ranking", "seed MRR", "seed first", "mean seed rank", "verdict", "weight"):
