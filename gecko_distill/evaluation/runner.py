@@ -29,7 +29,7 @@ from gecko_distill.evaluation.data import EvalSet, load_eval_set
 from gecko_distill.evaluation.encoder import MatryoshkaEncoder, resolve_dims
 from gecko_distill.embedding.formats import native_mode
 from gecko_distill.evaluation.formatting import InputFormat, PromptMode
-from gecko_distill.evaluation.mteb_results import save_mteb_result
+from gecko_distill.evaluation.mteb_results import check_official_task, save_mteb_result
 from gecko_distill.evaluation.tasks import MAIN_SCORES, build_task_factory
 
 if TYPE_CHECKING:
@@ -51,7 +51,12 @@ class DataSpec:
 
     @classmethod
     def parse(cls, spec: str) -> DataSpec:
-        """``PATH`` or ``PATH:SPLIT`` (e.g. ``../shared/benchdata/nfcorpus:dev``)."""
+        """``PATH``, ``PATH:SPLIT`` (e.g. ``../shared/benchdata/nfcorpus:dev``) or ``NAME=PATH[:SPLIT]``: the
+        set's result name, e.g. an official mteb task name (``STSBenchmark=../shared/benchdata/stsb``)."""
+        head, sep, rest = spec.partition("=")
+        if sep and head and "/" not in head and not Path(spec).exists():
+            inner = cls.parse(rest)
+            return cls(path=inner.path, kind=inner.kind, split=inner.split, name=head)
         if ":" in spec and not Path(spec).exists():
             path, split = spec.rsplit(":", 1)
             if split and "/" not in split:
@@ -112,6 +117,8 @@ def load_sets(data: Sequence[str | Path | DataSpec], config: EvaluationConfig) -
             max_corpus=config.max_corpus,
             seed=config.seed,
         )
+        if spec.name is not None:
+            check_official_task(spec.name, s.kind)
         if s.kind == "clustering" and spec.name is None:
             s.name = f"{s.name}-clustering"
         if any(o.name == s.name for o in sets):
