@@ -114,7 +114,8 @@ def register(app: typer.Typer) -> None:
             list[Path],
             typer.Option(
                 help="Evaluation folder (repeatable): BEIR, STS TSV, "
-                "classification or pair-classification JSONL."
+                "classification or pair-classification JSONL; NAME=PATH names the set's results, e.g. after "
+                "an mteb task (STSBenchmark=../shared/benchdata/stsb); PATH:SPLIT picks a split."
             ),
         ],
         out: Annotated[Path, typer.Option(help="Output folder (summary.json, results.json, mteb/…).")],
@@ -184,9 +185,10 @@ def register(app: typer.Typer) -> None:
         try:
             kinds = _aligned(task_type, len(data), "--task-type")
             splits = _aligned(split, len(data), "--split")
+            parsed = [DataSpec.parse(str(p)) for p in data]  # NAME=PATH[:SPLIT] names a set (an mteb task)
             specs = [
-                DataSpec(str(p), kind=k or "auto", split=s)
-                for p, k, s in zip(data, kinds, splits, strict=True)
+                DataSpec(d.path, kind=k or "auto", split=s or d.split, name=d.name)
+                for d, k, s in zip(parsed, kinds, splits, strict=True)
             ]
             overrides: dict[str, Any] = {
                 "dims": _parse_dims(dims),

@@ -11,6 +11,13 @@ Layout (mteb's, written through :meth:`mteb.ResultCache.save_to_cache`)::
 ``<model name>`` is the hub id for a hub name or a packaged alias (``sentence-transformers/all-MiniLM-L6-v2``)
 and ``gecko-distill/<folder name>`` for a local folder; ``<revision>`` is the fingerprint of the weights, so two
 folders of the same name never mix. Load them back with :func:`load_mteb_results`.
+
+Official task names: a local set named after an mteb task (``--data STSBenchmark=PATH``) is evaluated with
+mteb's task class for its kind on the local files and its results carry that name, so they sit beside the
+leaderboard's files for the task; :func:`check_official_task` refuses a name whose mteb type differs from the
+local set's kind. mteb's own loaders (which download from the Hugging Face hub) are not used: this project runs
+offline, and its local sets (`../shared/benchdata`) are the data that is present. What is missing for a
+drop-in ``mteb.get_task(name)`` run is the hub dataset in the local Hugging Face cache.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ if TYPE_CHECKING:
     from mteb import BenchmarkResults, TaskResult
     from mteb.models import ModelMeta
 
-__all__ = ["MTEB_DIR", "load_mteb_results", "mteb_model_name", "save_mteb_result"]
+__all__ = ["MTEB_DIR", "MTEB_TYPES", "check_official_task", "load_mteb_results", "mteb_model_name", "save_mteb_result"]
 
 #: The cache root under an evaluation output folder (mteb adds ``results/`` below it).
 MTEB_DIR = "mteb"
@@ -39,6 +46,28 @@ def mteb_model_name(name: str) -> str:
         if "/" in key and key.rsplit("/", 1)[1] == name:
             return key
     return name
+
+
+#: Local set kinds → mteb task types.
+MTEB_TYPES = {"retrieval": "Retrieval", "sts": "STS", "classification": "Classification",
+              "pair_classification": "PairClassification", "clustering": "Clustering"}
+
+
+def check_official_task(name: str, kind: str) -> bool:
+    """``True`` when ``name`` is an official mteb task of the same type as a local set of ``kind``; ``False``
+    for a name mteb does not know (a set's own name). Raises :class:`ConfigError` on a type mismatch."""
+    import mteb
+
+    from gecko_distill.errors import ConfigError
+
+    try:
+        task = mteb.get_task(name)
+    except KeyError:
+        return False
+    if task.metadata.type != MTEB_TYPES.get(kind):
+        raise ConfigError(f"{name!r} is mteb's {task.metadata.type} task, but the local set is {kind}: name the "
+                          "set after a task of its own type, or give it a name mteb does not use")
+    return True
 
 
 def save_mteb_result(

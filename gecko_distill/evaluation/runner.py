@@ -30,7 +30,7 @@ from gecko_distill.embedding.task_strings import task_string_for
 from gecko_distill.evaluation.config import EvaluationConfig
 from gecko_distill.evaluation.encoder import MatryoshkaEncoder, resolve_dims
 from gecko_distill.evaluation.formatting import InputFormat, PromptMode
-from gecko_distill.evaluation.mteb_results import save_mteb_result
+from gecko_distill.evaluation.mteb_results import MTEB_TYPES, check_official_task, save_mteb_result
 from gecko_distill.evaluation.tasks import MAIN_SCORES, build_task_factory
 from gecko_distill.training.model_card import record_evaluation
 
@@ -53,7 +53,12 @@ class DataSpec:
 
     @classmethod
     def parse(cls, spec: str) -> DataSpec:
-        """``PATH`` or ``PATH:SPLIT`` (e.g. ``../shared/benchdata/nfcorpus:dev``)."""
+        """``PATH``, ``PATH:SPLIT`` (e.g. ``../shared/benchdata/nfcorpus:dev``) or ``NAME=PATH[:SPLIT]``: the
+        set's result name, e.g. an official mteb task name (``STSBenchmark=../shared/benchdata/stsb``)."""
+        head, sep, rest = spec.partition("=")
+        if sep and head and "/" not in head and not Path(spec).exists():
+            inner = cls.parse(rest)
+            return cls(path=inner.path, kind=inner.kind, split=inner.split, name=head)
         if ":" in spec and not Path(spec).exists():
             path, split = spec.rsplit(":", 1)
             if split and "/" not in split:
@@ -114,6 +119,8 @@ def load_sets(data: Sequence[str | Path | DataSpec], config: EvaluationConfig) -
             max_corpus=config.max_corpus,
             seed=config.seed,
         )
+        if spec.name is not None:
+            check_official_task(spec.name, s.kind)
         if s.kind == "clustering" and spec.name is None:
             s.name = f"{s.name}-clustering"
         if any(o.name == s.name for o in sets):
@@ -378,7 +385,7 @@ def _write_outputs(out: Path, res: EvaluationResult, cfg: EvaluationConfig) -> N
     }
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str))
     card = record_evaluation(res.models["trained"]["path"], {
-        "summary": res.summary, "table_md": markdown_table(res.summary), "models": res.models, "sets": res.sets, "results_dir": str(out),
-        "finished_at": manifest["finished_at"]})
+        "summary": res.summary, "table_md": markdown_table(res.summary), "mteb_types": MTEB_TYPES,
+        "models": res.models, "sets": res.sets, "results_dir": str(out), "finished_at": manifest["finished_at"]})
     if card is not None:
         logger.info("evaluation recorded in the model card %s", card)

@@ -27,6 +27,7 @@ from mteb.abstasks import (
 from mteb.abstasks.task_metadata import TaskMetadata
 
 from gecko_distill.corpus.eval_sets import EvalSet, LabelledSet, PairSet, RetrievalSet
+from gecko_distill.evaluation.mteb_results import MTEB_TYPES
 
 if TYPE_CHECKING:
     from gecko_distill.evaluation.formatting import InputFormat
@@ -43,13 +44,7 @@ MAIN_SCORES: dict[str, str] = {
     "clustering": "v_measure",
 }
 
-_MTEB_TYPES = {
-    "retrieval": "Retrieval",
-    "sts": "STS",
-    "classification": "Classification",
-    "pair_classification": "PairClassification",
-    "clustering": "Clustering",
-}
+_MTEB_TYPES = MTEB_TYPES  # one mapping, shared with the result files (mteb_results.py)
 
 
 def _metadata(s: EvalSet, fmt: InputFormat, language: str) -> TaskMetadata:

@@ -33,10 +33,6 @@ logger = logging.getLogger(__name__)
 CARD_FILE = "README.md"
 EVAL_RESULTS_FILE = "eval_results.json"
 
-#: mteb task kinds → hub ``model-index`` task types.
-_HUB_TASK_TYPES = {"retrieval": "Retrieval", "sts": "STS", "classification": "Classification",
-                   "pair_classification": "PairClassification", "clustering": "Clustering"}
-
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
@@ -162,6 +158,7 @@ def _eval_section(evaluation: dict[str, Any]) -> list[str]:
 
 
 def _model_index(name: str, evaluation: dict[str, Any]) -> dict[str, Any] | None:
+    types = evaluation.get("mteb_types", {})  # the hub's model-index uses mteb's task types (set by evaluate)
     sets = {s["name"]: s for s in evaluation.get("sets", [])}
     results = []
     for task, by_model in evaluation.get("summary", {}).items():
@@ -170,7 +167,7 @@ def _model_index(name: str, evaluation: dict[str, Any]) -> dict[str, Any] | None
             continue
         full = max(trained, key=int)
         s = sets[task]
-        results.append({"task": _HUB_TASK_TYPES.get(s["kind"], s["kind"]), "dataset": task,
+        results.append({"task": types.get(s["kind"], s["kind"]), "dataset": task,
                         "split": s.get("split") or "test",
                         "metrics": {s.get("main_score", "main_score"): round(trained[full], 6)}})
     return {"name": name, "results": results} if results else None

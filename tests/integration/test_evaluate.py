@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from gecko_distill.errors import ConfigError
 from gecko_distill.evaluation import DataSpec, EvaluationConfig, evaluate
 from gecko_distill.evaluation.formatting import InputFormat
 from gecko_distill.evaluation.mteb_results import load_mteb_results
@@ -350,12 +351,19 @@ def test_scifact_subset_ndcg_matches_pytrec_eval(benchdata: Path, minilm) -> Non
     assert res.records[0].notes  # flagged as a subset
 
 
-def test_stsb_reproduces_the_published_mteb_score(benchdata: Path) -> None:
+def test_stsb_reproduces_the_published_mteb_score(benchdata: Path, tmp_path: Path) -> None:
     """MTEB's leaderboard: all-MiniLM-L6-v2 scores 82.03 on STSBenchmark (test, raw text, cosine)."""
     cfg = EvaluationConfig(base=None, dims=[384], prompts="none", show_progress=False, cache_dir=None)
-    res = evaluate("all-MiniLM-L6-v2", [benchdata / "stsb"], config=cfg)
+    # the local files under mteb's official task name: the result file is STSBenchmark.json, read by mteb
+    res = evaluate("all-MiniLM-L6-v2", [DataSpec.parse(f"STSBenchmark={benchdata / 'stsb'}")], out_dir=tmp_path,
+                   config=cfg)
     assert res.records[0].n_items == 1379
-    assert res.score("stsb") == pytest.approx(0.8203, abs=5e-4)
+    assert res.score("STSBenchmark") == pytest.approx(0.8203, abs=5e-4)
+    (result,) = load_mteb_results(tmp_path).model_results
+    assert result.model_name == "sentence-transformers/all-MiniLM-L6-v2"
+    assert [(t.task_name, round(t.get_score(), 4)) for t in result.task_results] == [("STSBenchmark", 0.8203)]
+    with pytest.raises(ConfigError, match="mteb's Retrieval task, but the local set is sts"):
+        evaluate("all-MiniLM-L6-v2", [DataSpec.parse(f"SciFact={benchdata / 'stsb'}")], config=cfg)
 
 
 def test_each_model_is_evaluated_in_its_own_format_by_default(small_run, tmp_path) -> None:
