@@ -60,7 +60,7 @@ def render_summary(result: Any) -> None:
     gen, fret = result.generation.summary, result.fret.summary
     t = Table(title="gecko-distill run summary", show_header=True)
     t.add_column("what")
-    t.add_column("value", justify="right")
+    t.add_column("value", justify="right", overflow="fold")  # paths wrap instead of being cut
     c = result.corpus
     t.add_row("corpus rows read / kept", f"{c.rows_read} / {c.rows_kept}")
     if c.dropped:
@@ -87,20 +87,39 @@ def render_summary(result: Any) -> None:
         t.add_row("training rows / steps", f"{tr.rows} / {tr.steps}" + (" (already trained)" if tr.skipped else ""))
         if tr.first_loss is not None:
             t.add_row("training loss first / last", f"{tr.first_loss:.3f} / {tr.last_loss:.3f}")
+    ev = result.extra.get("evaluation")
+    if ev is not None:
+        _evaluation_rows(t, ev)
     for stage, secs in result.timings.seconds.items():
         t.add_row(f"time: {stage}", f"{secs:.1f} s")
     t.add_row("time: total", f"{result.timings.total:.1f} s")
-    console.print(t)
-    console.print(f"FRet dataset: {result.fret.path}/fret.jsonl and fret.parquet")
+    t.add_row("FRet dataset", f"{result.fret.path}/fret.jsonl, fret.parquet")
     if tr is not None:
-        console.print(f"trained model: {tr.model_dir}")
-    ev = result.extra.get("evaluation")
-    if ev is not None:
-        from gecko_distill.evaluation.runner import markdown_table
+        card = Path(tr.model_dir) / "README.md"
+        t.add_row("trained model", str(tr.model_dir) + (" (model card: README.md)" if card.is_file() else ""))
+    if ev is not None and ev.out_dir is not None:
+        t.add_row("evaluation results", f"{ev.out_dir}/results.md; mteb's layout: {ev.out_dir}/mteb/results")
+    rep = result.extra.get("report")
+    if rep is not None:
+        t.add_row("report", f"{rep.html_path}, {rep.md_path.name}")
+    console.print(t)
 
-        fmts = ", ".join(f"{k}: {v.get('prompts', '?')}" for k, v in ev.models.items())
-        console.print(f"evaluation (main score x100, each model in its own format; {fmts}):")
-        console.print(markdown_table(ev.summary), markup=False, highlight=False)
+
+def _evaluation_rows(t: Table, ev: Any) -> None:
+    """Base vs trained per set at the largest and the smallest dim (main score x100, each model in its own
+    input format); every dim is in the evaluation's results.md."""
+    fmts = ", ".join(f"{k} {v.get('prompts', '?')}" for k, v in ev.models.items())
+    t.add_section()
+    t.add_row("evaluation (main score x100)", f"formats: {fmts}")
+    for task, by_model in ev.summary.items():
+        dims = sorted({int(d) for m in by_model.values() for d in m}, reverse=True)
+        for d in dict.fromkeys([dims[0], dims[-1]]):
+            b, tr = by_model.get("base", {}).get(str(d)), by_model.get("trained", {}).get(str(d))
+            text = f"trained {100 * tr:.2f}" if tr is not None else ""
+            if b is not None:
+                text = f"base {100 * b:.2f} -> {text}" + (f" ({100 * (tr - b):+.2f})" if tr is not None else "")
+            t.add_row(f"  {task} @ {d}", text)
+    t.add_section()
 
 
 def _run(cfg: PipelineConfig, progress: bool) -> None:
