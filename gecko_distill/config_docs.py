@@ -24,6 +24,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from gecko_distill._markdown import markdown_cell
+
 __all__ = ["CONFIG_DOC_PATH", "UNTYPED_TABLES", "ConfigKey", "collect_keys", "markdown_cell", "render_config_docs",
            "render_type", "write_config_docs"]
 
@@ -142,11 +144,6 @@ def collect_keys(model: type[BaseModel], table: str = "", *, untyped: dict[str, 
             desc = f"{desc} A free-form table: see its stage's documentation.".strip()
         keys.append(ConfigKey(table, name, render_type(info.annotation), _render_default(info), desc))
     return keys, tables
-
-
-def markdown_cell(text: str) -> str:
-    """Text for a Markdown table cell: GitHub splits cells on ``|`` even inside code spans unless escaped."""
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def render_config_docs(model: type[BaseModel] | None = None) -> str:

@@ -139,26 +139,25 @@ def mine(
                          batch_size=embed_batch_size, batch_tokens=embed_batch_tokens)
     nb = corpus.search(q_emb, k=config.num_neighbours)
     n_generated = len(queries)
-    round_trip_dropped = 0
+    keep = list(range(n_generated))  # the queries that go on to LLM scoring, selected once below
     if config.round_trip_k is not None:
         # Round-trip consistency (Promptagator): a query whose own passage the retriever does not put in its
         # top-k is often unanswerable or generic. Decided before any LLM call, so dropping costs nothing.
-        keep = [qi for qi, q in enumerate(queries) if by_id[q.passage_id] in nb.indices[qi][: config.round_trip_k]]
-        round_trip_dropped = len(queries) - len(keep)
-        queries = [queries[qi] for qi in keep]
-        q_emb, nb = q_emb[keep], type(nb)(nb.indices[keep], nb.scores[keep])
-        if not queries:
+        keep = [qi for qi in keep if by_id[queries[qi].passage_id] in nb.indices[qi][: config.round_trip_k]]
+        if not keep:
             raise InputError(f"the round-trip filter (round_trip_k={config.round_trip_k}) dropped all "
                              f"{n_generated} queries: the retriever never ranks a query's own passage in its top "
                              f"{config.round_trip_k} (a retriever that does not read this corpus's language or "
                              "domain?): set mining.round_trip_k higher, or to none to keep every query; the "
                              "generated queries are kept")
-    if config.max_queries is not None and len(queries) > config.max_queries:
+    round_trip_dropped = n_generated - len(keep)
+    if config.max_queries is not None:
         # After the filter, so that max_queries caps the LLM work (the costly part) and a filtered run still
         # mines up to max_queries rows.
-        queries = queries[: config.max_queries]
-        q_emb, nb = q_emb[: config.max_queries], type(nb)(nb.indices[: config.max_queries],
-                                                          nb.scores[: config.max_queries])
+        keep = keep[: config.max_queries]
+    if len(keep) < n_generated:
+        queries = [queries[qi] for qi in keep]
+        q_emb, nb = q_emb[keep], type(nb)(nb.indices[keep], nb.scores[keep])
     seed_vecs = corpus.vectors([by_id[q.passage_id] for q in queries])
     cand_lists: list[tuple[list[int], list[float]]] = []
     for qi, q in enumerate(queries):

@@ -23,6 +23,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from gecko_distill._markdown import markdown_cell
 from gecko_distill.artifacts import atomic_write_text
 from gecko_distill.training.model_info import read_model_info
 
@@ -139,11 +140,6 @@ def _usage(model_ref: str, info: Any, dims: list[int]) -> str:
     return "\n".join(code)
 
 
-def _cell(text: str) -> str:
-    """Text for a Markdown table cell (GitHub splits cells on ``|`` even inside code spans)."""
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def _eval_section(evaluation: dict[str, Any]) -> list[str]:
     models = evaluation.get("models", {})
     fmts = "; ".join(f"{label} = `{m.get('name')}` ({m.get('prompts')})" for label, m in models.items())
@@ -219,7 +215,7 @@ def render_model_card(model_dir: str | Path, *, summary: dict[str, Any] | None =
                 "Saved in `config_sentence_transformers.json`; pass `prompt_name=` to `encode`. Queries take the "
                 "task prompt that fits the use; documents take `document`.", "",
                 "| prompt name | prompt |", "|---|---|",
-                *[f"| `{k}` | `{_cell(v)}` |" for k, v in info.prompts.items()], ""]
+                *[f"| `{k}` | `{markdown_cell(v)}` |" for k, v in info.prompts.items()], ""]
     else:
         out += ["This model ships no prompts: it reads raw text, like its base model.", ""]
 

@@ -33,7 +33,7 @@ LAYERS = ["corpus", "generation", "retrieval", "labelling", "mining", "training"
 TOP = {"config", "config_docs", "pipeline", "cli", "executors", "__main__"}
 
 #: Shared modules: may import only each other (the package root holds ``__version__`` only).
-SHARED = {"", "_batching", "_logging", "_paths", "_stage", "artifacts", "embedding", "errors", "llm",
+SHARED = {"", "_batching", "_markdown", "_logging", "_paths", "_stage", "artifacts", "embedding", "errors", "llm",
           "prompts", "records", "stage_configs", "testing"}
 
 
