@@ -164,7 +164,15 @@ class MiningConfig(StrictModel):
     round_trip_k: int | None = Field(3, ge=1, description="Round-trip filter (Promptagator): keep a query "
                                      "only if the retriever ranks its seed passage in its top-k, before any "
                                      "LLM scoring (dropped queries cost no LLM call). None = keep all.")
-    batch_size: int = Field(4, ge=1, description="Queries per scoring batch (and per resumable shard).")
+    schedule: Literal["passage", "query"] = Field(
+        "passage", description="How the LLM scoring is scheduled: 'passage' (default) groups the pairs by "
+        "candidate passage, decodes each passage once and scores every query that retrieved it as a "
+        "continuation (about 3x the FRet rows per CPU hour at top-20, docs/performance.md); 'query' scores "
+        "each query's candidates together (a passage is decoded again for every query that retrieved it).")
+    passages_per_shard: int = Field(32, ge=1, description="schedule='passage': candidate passages per scoring "
+                                    "call (and per resumable shard of the scores table).")
+    batch_size: int = Field(4, ge=1, description="schedule='query': queries per scoring call (and per "
+                            "resumable shard of the scores table).")
     seed: int = Field(0, description="Seed for the 'random' negative policy.")
 
     @field_validator("negative_policy")

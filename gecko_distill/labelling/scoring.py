@@ -14,6 +14,11 @@
 
 Both scorers share the prefix and the per-passage context (:class:`~gecko_distill.prompts.PromptSet`), and
 all requests of a batch go to the backend in one ``loglik`` call, so a passage is decoded once for both.
+
+Two shapes of the same work: :func:`score_candidates` is query-major (a query and its candidates: a passage
+that is a candidate of many queries is decoded again for each of them); :func:`score_passages` is
+passage-major (a passage and every query that retrieved it: decoded once, the queries scored as
+continuations of it, issue 13).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from collections.abc import Sequence
 from gecko_distill.llm.base import LLMBackend, LoglikRequest
 from gecko_distill.prompts import PromptSet
 
-__all__ = ["SCORERS", "score_candidates"]
+__all__ = ["SCORERS", "score_candidates", "score_passages"]
 
 #: The scorer names a config may list.
 SCORERS = ("ql", "rc")
@@ -38,23 +43,42 @@ def score_candidates(
 ) -> list[dict[str, list[float]]]:
     """Score every (query, candidate) pair. ``pairs`` = [(query, [passage texts])]; returns per query
     a dict scorer -> list of scores aligned with the candidates. One backend call for the whole batch."""
+    return _score(llm, prompts, [(p, q) for q, ps in pairs for p in ps], [len(ps) for _, ps in pairs], scorers)
+
+
+def score_passages(
+    llm: LLMBackend,
+    prompts: PromptSet,
+    work: Sequence[tuple[str, Sequence[str]]],
+    *,
+    scorers: Sequence[str] = SCORERS,
+) -> list[dict[str, list[float]]]:
+    """Passage-major: ``work`` = [(passage text, [queries that retrieved it])]; returns per passage a dict
+    scorer -> list of scores aligned with its queries. Requests go to the backend passage by passage, in
+    the given query order, so a backend that groups by context decodes each passage once (and the llama.cpp
+    backend packs its queries into shared decode calls; their layout follows this order)."""
+    return _score(llm, prompts, [(p, q) for p, qs in work for q in qs], [len(qs) for _, qs in work], scorers)
+
+
+def _score(llm: LLMBackend, prompts: PromptSet, flat: Sequence[tuple[str, str]], sizes: Sequence[int],
+           scorers: Sequence[str]) -> list[dict[str, list[float]]]:
+    """Score the (passage, query) pairs of ``flat`` in one backend call; regroup them into ``sizes``."""
     unknown = [s for s in scorers if s not in SCORERS]
     if unknown:
         raise ValueError(f"unknown scorer(s) {unknown}; valid: {', '.join(SCORERS)}")
     want_ql, want_rc = "ql" in scorers, "rc" in scorers
     reqs: list[LoglikRequest] = []
-    for q, ps in pairs:
-        for p in ps:
-            if want_ql:
-                reqs.append(prompts.ql_request(q, p))
-            if want_rc:
-                reqs.extend(prompts.rc_requests(q, p))
+    for p, q in flat:
+        if want_ql:
+            reqs.append(prompts.ql_request(q, p))
+        if want_rc:
+            reqs.extend(prompts.rc_requests(q, p))
     res = llm.loglik(reqs, prefix=prompts.ql_prefix) if reqs else []
     out: list[dict[str, list[float]]] = []
     i = 0
-    for _, ps in pairs:
+    for n in sizes:
         row: dict[str, list[float]] = {s: [] for s in scorers if s in SCORERS}
-        for _ in ps:
+        for _ in range(n):
             if want_ql:
                 row["ql"].append(res[i].mean)
                 i += 1

@@ -43,7 +43,7 @@ import numpy as np
 
 from gecko_distill.errors import BackendError, BackendUnavailable
 from gecko_distill.llm.base import GenerationParams, LoglikRequest, LoglikResult
-from gecko_distill.llm.llamacpp_engine import TILE_ROWS, LlamaEngine, log_softmax_at
+from gecko_distill.llm.llamacpp_engine import PAD, TILE_ROWS, LlamaEngine, log_softmax_at
 from gecko_distill.llm.model_files import download_gguf, file_identity, resolve_model_source
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 _PREFIX, _ITEM = 0, 1  # sequence ids: the prefix, then one per depth of the continuation trie
 _MAX_DEPTH = 12  # deeper tries are scored one continuation per branch
+_MAX_SLOTS = 64  # continuation chains decoded side by side in one call (one sequence each)
 
 
 @dataclass
@@ -76,6 +77,7 @@ class LlamaCppBackend:
         n_threads: int | None = None,
         max_prefixes: int = 4,
         reuse_prefix: bool = True,
+        pack_continuations: bool = True,
         n_gpu_layers: int = 0,
     ) -> None:
         self.path = Path(model_path)
@@ -83,9 +85,10 @@ class LlamaCppBackend:
             raise BackendUnavailable(f"GGUF file not found: {self.path}")
         self.n_ctx = n_ctx
         self.reuse_prefix = reuse_prefix
+        self.pack_continuations = pack_continuations  # several continuations of one context per decode call
         self.max_prefixes = max(1, max_prefixes)
         kv_size = -(-(n_ctx + 2 * TILE_ROWS) // 256) * 256  # one window + the padding rows
-        self._engine = LlamaEngine(self.path, kv_size=kv_size, n_batch=n_batch, n_seq=_ITEM + _MAX_DEPTH + 2,
+        self._engine = LlamaEngine(self.path, kv_size=kv_size, n_batch=n_batch, n_seq=_ITEM + _MAX_SLOTS + 2,
                                    n_threads=n_threads, n_gpu_layers=n_gpu_layers)
         self._prefixes: OrderedDict[tuple[int, ...], _Prefix] = OrderedDict()  # LRU of snapshots
         self._active: tuple[int, ...] | None = None  # the prefix now in sequence 0
@@ -221,11 +224,68 @@ class LlamaCppBackend:
         eng = self._engine
         pre = self._ensure_prefix(ptoks)
         for ctx, items in groups.items():
+            chains = _chains(items)
             try:
-                self._node(pre, _PREFIX, 0, pre.n_tokens, list(ctx), [], items, scores)
+                if self.pack_continuations and ctx and len(chains) > 1:
+                    self._packed(pre, list(ctx), items, chains, scores)
+                else:
+                    self._node(pre, _PREFIX, 0, pre.n_tokens, list(ctx), [], items, scores)
             finally:
-                for depth in range(_MAX_DEPTH + 1):
-                    eng.seq_rm(_ITEM + depth)
+                for seq in range(_ITEM, self._engine.n_seq):
+                    eng.seq_rm(seq)
+
+    def _packed(self, pre: _Prefix, ctx: list[int], items: list[tuple[int, list[int]]],
+                chains: list[tuple[list[int], list[tuple[int, list[int]]]]], scores: np.ndarray) -> None:
+        """One context, many continuations (a passage and every query that retrieved it): decode the context
+        once in ``_ITEM``, then the continuation chains side by side, each in its own sequence branching from
+        it, as many per decode call as fit in ``n_batch`` rows.
+
+        Which chains share a call is a pure function of this context's requests (their order), so a score
+        does not depend on the other contexts of the call, the shard or the executor. It can differ from the
+        one-chain-per-call path in the last digits: the cell layout and the rows beside it differ (measured
+        in docs/performance.md).
+        """
+        eng = self._engine
+        start = pre.n_tokens + len(ctx)
+        # the context's last logits predict every continuation's first token
+        self._decode(_PREFIX, _ITEM, pre.n_tokens, ctx, {len(ctx) - 1: [(req, t[0]) for req, t in items]}, scores)
+        slots = eng.n_seq - _ITEM - 1
+        # the call's rows also need KV cells, beside the prefix, the context and the padding rows
+        budget = min(eng.n_batch, eng.kv_size - start - TILE_ROWS - 2 * PAD)
+        call: list[tuple[list[int], list[tuple[int, list[int]]]]] = []
+        rows = 0
+        for chain in chains + [None]:  # type: ignore[list-item]
+            if chain is None or (call and (rows + len(chain[0]) > budget or len(call) == slots)):
+                toks: list[int] = []
+                pos: list[int] = []
+                seqs: list[int] = []
+                wants: list[bool] = []
+                targets: dict[int, list[tuple[int, int]]] = {}
+                for k, (chain_toks, members) in enumerate(call):
+                    seq = _ITEM + 1 + k
+                    eng.seq_cp(_ITEM, seq)
+                    base = len(toks)
+                    for req, t in members:  # t[i] is predicted by the logits after chain_toks[i - 1]
+                        for i in range(1, len(t)):
+                            targets.setdefault(base + i - 1, []).append((req, t[i]))
+                    toks += chain_toks
+                    pos += range(start, start + len(chain_toks))
+                    seqs += [seq] * len(chain_toks)
+                wants = [j in targets for j in range(len(toks))]
+
+                def on_logits(j: int, row: np.ndarray, targets=targets) -> None:
+                    tg = targets[j]
+                    for (req, _), lp in zip(tg, log_softmax_at(row, [t for _, t in tg]), strict=True):
+                        scores[req] += lp
+
+                if toks:
+                    eng.run(toks, pos, seqs, wants, on_logits)
+                for k in range(len(call)):
+                    eng.seq_rm(_ITEM + 1 + k)
+                call, rows = [], 0
+            if chain is not None:
+                call.append(chain)
+                rows += len(chain[0])
 
     def _node(self, pre: _Prefix, parent: int, depth: int, start: int, lead: list[int], members: list[int],
               rests: list[tuple[int, list[int]]], scores: np.ndarray) -> None:
@@ -326,6 +386,28 @@ class LlamaCppBackend:
         finally:
             eng.seq_rm(_ITEM)
         return text
+
+
+def _chains(items: list[tuple[int, list[int]]]) -> list[tuple[list[int], list[tuple[int, list[int]]]]]:
+    """Group one context's continuations into chains that one decoded token run scores together.
+
+    A continuation ``t`` rides on chain ``S`` when ``t[:-1]`` is a prefix of ``S``: every token of ``t`` but
+    the first is predicted by the logits after the token before it in ``S`` (the first by the context's last
+    logits). A query's three scorer requests (" q", " q\nRelevant: Yes", " q\nRelevant: No") make one chain,
+    " q\nRelevant:". Longest heads first, then request order: a pure function of the requests.
+    Continuations of one token need no chain (their only token is predicted by the context).
+    """
+    chains: list[tuple[list[int], list[tuple[int, list[int]]]]] = []
+    for req, t in sorted(items, key=lambda it: -len(it[1])):
+        head = t[:-1]
+        for chain_toks, members in chains:
+            if chain_toks[: len(head)] == head:
+                members.append((req, t))
+                break
+        else:
+            if head:
+                chains.append((head, [(req, t)]))
+    return chains
 
 
 def _common_run(seqs: list[list[int]]) -> int:

@@ -1,9 +1,10 @@
 """Stage 2 (Gecko §3.2, steps 2-4): neighbours → LLM relabelling → FRet rows.
 
-For each (task, query): embed ``task: {task} | query: {query}`` with the seed embedder, fetch the top-N
-passages (``title: … | text: …``) with the seed forced in, score every candidate with query likelihood and
-relevance classification, fuse the two rankings by RRF and select a positive and a hard negative.
-Every row keeps its audit trail: the seed, both ranks and scores, and whether the positive moved.
+For each (task, query): embed the query with the seed embedder (in the format it was trained with), fetch the
+top-N passages with the seed forced in, score every candidate with query likelihood and relevance
+classification into the scores table (:mod:`.scores`, passage-major by default), fuse the rankings and
+select a positive and a hard negative. Every row keeps its audit trail: the seed, both ranks and scores,
+whether the positive moved, and every candidate's scores.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import logging
 import random
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gecko_distill._stage import LLMShardWork, ShardRunner, run_shards
+from gecko_distill._stage import ShardRunner
 from gecko_distill.artifacts import StageDir, atomic_write_text, fingerprint
 from gecko_distill.corpus.eval_sets import RetrievalSet, load_eval_set
 from gecko_distill.corpus.normalize import truncate_words
@@ -30,8 +31,8 @@ from gecko_distill.errors import InputError
 from gecko_distill.labelling.auto_fusion import FusionPlan, plan_from_seed
 from gecko_distill.labelling.fusion import fuse, rank
 from gecko_distill.labelling.rerank_check import first_stage, plan_on_qrels, score_queries
-from gecko_distill.labelling.scoring import score_candidates
 from gecko_distill.llm.base import LLMBackend
+from gecko_distill.mining.scores import score_table
 from gecko_distill.mining.selection import select
 from gecko_distill.prompts import PromptSet, load_prompts
 from gecko_distill.records import Passage, TaskQuery
@@ -52,17 +53,6 @@ class MiningResult:
     rows: list[dict[str, Any]]
     summary: dict[str, Any]
     path: Path
-
-
-@dataclass(frozen=True)
-class _ScoreCall:
-    """The stage's LLM call on one shard's (query, candidate texts) pairs (picklable for remote workers)."""
-
-    prompts: PromptSet
-    scorers: tuple[str, ...]
-
-    def __call__(self, llm: LLMBackend, pairs: list[tuple[str, list[str]]]) -> list[dict[str, list[float]]]:
-        return score_candidates(llm, self.prompts, pairs, scorers=self.scorers)
 
 
 def fret_row(tq: TaskQuery, pos: Passage, neg: Passage, **audit: Any) -> dict[str, Any]:
@@ -113,13 +103,18 @@ def mine(
     if missing:
         raise InputError(f"{len(missing)} queries point at passages not in the corpus (e.g. {missing[0]!r}); "
                          "mine with the same corpus the generation stage used")
-    fp = fingerprint({
-        "stage": "fret", "config": config.model_dump(), "llm": llm.fingerprint, "embedder": embedder_id(embedder),
-        "embed_format": fmt,
+    # Two fingerprints: the scores table depends on what the LLM reads; the FRet rows also on how they are
+    # selected from it. Changing fusion / weights / policies re-selects from the saved table, no LLM call.
+    select_keys = {"fusion", "auto_sample", "auto_labelled", "rrf_k", "weights", "positive_policy",
+                   "negative_policy", "seed"}
+    score_fp = fingerprint({
+        "stage": "scores", "config": config.model_dump(exclude=select_keys), "llm": llm.fingerprint,
+        "embedder": embedder_id(embedder), "embed_format": fmt,
         "queries": fingerprint([(q.passage_id, q.task_type, q.task, q.query) for q in queries]),
         "corpus": fingerprint([(p.id, p.title, p.text) for p in passages]),
         "prompts": [prompts.version, prompts.ql_prefix, prompts.ql_item, prompts.rc_prefix, prompts.rc_item],
     })
+    fp = fingerprint({"stage": "fret", "scores": score_fp, "select": config.model_dump(include=select_keys)})
     if stage.is_complete(fp):
         logger.info("mining: %s is complete, skipping", stage.path)
         return load_fret(stage.path)
@@ -165,19 +160,28 @@ def mine(
         seed_score = float(q_emb[qi] @ seed_vecs[qi])
         cand_lists.append(force_seed(nb.indices[qi].tolist(), nb.scores[qi].tolist(), seed, seed_score))
 
-    def request(batch: Sequence[int], start: int) -> list[tuple[str, list[str]]]:
-        return [(queries[qi].query, [truncate_words(passages[c].text, config.max_passage_words)
-                                     for c in cand_lists[qi][0]]) for qi in batch]
+    # Step 3: the LLM scores every (query, candidate) pair once, into the scores table (mining/scores.py).
+    cut: dict[int, str] = {}
+
+    def passage_text(c: int) -> str:
+        if c not in cut:
+            cut[c] = truncate_words(passages[c].text, config.max_passage_words)
+        return cut[c]
+
+    table = score_table(
+        StageDir(stage.path / "scores", "scores"), llm=llm, prompts=prompts, queries=[q.query for q in queries],
+        candidates=cand_lists, passage_ids=[p.id for p in passages], passage_text=passage_text,
+        scorers=tuple(config.scorers), schedule=config.schedule,
+        shard_size=config.passages_per_shard if config.schedule == "passage" else config.batch_size,
+        fingerprint=score_fp, progress=progress, runner=shard_runner)
+    scored = table.per_query()
 
     plan = None
     if config.fusion == "auto":  # check the signals against the retriever before trusting them (auto_fusion.py)
         sample = range(min(config.auto_sample, len(queries)))
-        plan = _fusion_plan(stage.path, fp, config, llm=llm, prompts=prompts, embedder=embedder,
-                               sample_pairs=lambda: (request(sample, 0), [cand_lists[qi][0].index(
-                                   by_id[queries[qi].passage_id]) for qi in sample]))
-
-    def finish(batch: Sequence[int], start: int, scored: list[dict[str, list[float]]]) -> list[dict[str, Any]]:
-        return [_select_row(qi, queries[qi], cand_lists[qi], s) for qi, s in zip(batch, scored, strict=True)]
+        plan = _fusion_plan(stage.path, score_fp, config, llm=llm, prompts=prompts, embedder=embedder,
+                            sample=([scored[qi] for qi in sample],
+                                    [cand_lists[qi][0].index(by_id[queries[qi].passage_id]) for qi in sample]))
 
     def _select_row(qi: int, tq: TaskQuery, cands: tuple[list[int], list[float]],
                     s: dict[str, list[float]]) -> dict[str, Any]:
@@ -216,15 +220,12 @@ def mine(
             scores=audit(sel.positive), negative_scores=audit(sel.negative), seed_scores=audit(seed_pos),
             candidates=candidates)
 
-    # fusion=auto scores only the signals its plan kept (none in the fallback: the LLM is not asked at all)
+    # Step 4: fusion and selection (cheap, recomputed whenever the selection settings change).
     scorers = tuple(config.scorers) if plan is None else tuple(n for n in config.scorers if n in plan.weights)
-    work = LLMShardWork(llm, request, _ScoreCall(prompts, scorers), finish)
-    n = run_shards(stage, list(range(len(queries))), config.batch_size, work,
-                   desc=f"mine (top-{config.num_neighbours}, LLM {'+'.join(scorers).upper() or 'none'})",
-                   progress=progress, runner=shard_runner)
-    rows = stage.read_shards(n)
+    rows = [_select_row(qi, q, cand_lists[qi], scored[qi]) for qi, q in enumerate(queries)]
     summary = _summary(rows, len(queries), config)
     summary["embed_format"] = fmt
+    summary["scores"] = {"schedule": config.schedule, "pairs": len(table.rows), "path": "scores/scores.parquet"}
     if config.round_trip_k is not None:
         summary["round_trip"] = {"k": config.round_trip_k, "generated": n_generated, "dropped": round_trip_dropped}
     if plan is not None:
@@ -263,22 +264,23 @@ def load_fret(path: str | Path) -> MiningResult:
     return MiningResult(rows=stage.rows(), summary=manifest["summary"], path=stage.path)
 
 
-def _fusion_plan(stage_path: Path, fp: str, config: MiningConfig, *, llm: LLMBackend, prompts: PromptSet,
-                 sample_pairs: Callable[[], tuple[list[tuple[str, list[str]]], list[int]]],
+def _fusion_plan(stage_path: Path, score_fp: str, config: MiningConfig, *, llm: LLMBackend, prompts: PromptSet,
+                 sample: tuple[list[dict[str, list[float]]], list[int]],
                  embedder: SentenceTransformer) -> FusionPlan:
-    """``fusion = "auto"``: the stage's plan, made once per stage fingerprint and kept in ``auto-fusion.json`` (resumes reuse it).
+    """``fusion = "auto"``: the stage's plan, kept in ``auto-fusion.json`` for the scores it was made from.
 
     Args:
         stage_path: The FRet stage directory.
-        fp: The stage fingerprint (a plan made for other inputs is not reused).
-        sample_pairs: Builds the seed-agreement sample: (query, candidate texts) of the first
-            ``config.auto_sample`` queries and the seed's index in each. Called only without ``auto_labelled``.
+        score_fp: The scores table's fingerprint (a plan made for other scores is not reused).
+        sample: Without ``auto_labelled``, the seed-agreement sample: the scores of the first
+            ``config.auto_sample`` queries (from the scores table: no LLM call) and the seed's index in each.
         embedder: The first-stage embedder (used on the labelled set).
     """
+    key = fingerprint([score_fp, config.auto_sample, config.auto_labelled, config.seed])
     path = Path(stage_path) / "auto-fusion.json"
     if path.exists():
         saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved.get("fingerprint") == fp:
+        if saved.get("fingerprint") == key:
             plan = FusionPlan.from_dict(saved["plan"])
             logger.info("fusion=auto: reusing the plan in %s (mode %s)", path, plan.mode)
             return plan
@@ -289,7 +291,6 @@ def _fusion_plan(stage_path: Path, fp: str, config: MiningConfig, *, llm: LLMBac
         scores = score_queries(llm, prompts, cands, scorers=config.scorers, max_passage_words=config.max_passage_words)
         plan = plan_on_qrels(cands, scores)
     else:
-        pairs, seeds = sample_pairs()
-        plan = plan_from_seed(score_candidates(llm, prompts, pairs, scorers=config.scorers), seeds)
-    atomic_write_text(path, json.dumps({"fingerprint": fp, "plan": plan.as_dict()}, indent=1))
+        plan = plan_from_seed(*sample)
+    atomic_write_text(path, json.dumps({"fingerprint": key, "plan": plan.as_dict()}, indent=1))
     return plan

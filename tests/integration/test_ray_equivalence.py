@@ -45,14 +45,16 @@ def _config(out: Path, executor: str) -> PipelineConfig:
         "ray": {"num_workers": 2, "num_cpus_per_worker": 1},
         "llm": {"n_threads": 1},
         "corpus": {"path": "demo:gensim-wiki", "limit": 100},
-        # 2 shards of generation and 3 of mining: both actors get work, and shards land out of order.
+        # 2 shards of generation and 3+ of the scores table (3 queries x 3 candidates, passage-major, 2 passages
+        # a shard): both actors get work, and shards land out of order.
         "generation": {"num_passages": 4, "batch_size": 2, "max_passage_words": 60, "max_new_tokens": 48},
-        "mining": {"num_neighbours": 3, "batch_size": 1, "max_queries": 3, "max_passage_words": 40},
+        "mining": {"num_neighbours": 3, "passages_per_shard": 2, "max_queries": 3, "max_passage_words": 40},
     })
 
 
 def _files(run: Path) -> dict[str, bytes]:
-    return {f: (run / f).read_bytes() for f in ("generation/generation.jsonl", "fret/fret.jsonl")}
+    return {f: (run / f).read_bytes() for f in ("generation/generation.jsonl", "fret/scores/scores.jsonl",
+                                                  "fret/fret.jsonl")}
 
 
 def test_ray_run_writes_the_same_dataset_as_the_local_run(tmp_path, ray_cluster):
@@ -60,17 +62,21 @@ def test_ray_run_writes_the_same_dataset_as_the_local_run(tmp_path, ray_cluster)
     on_ray = run_pipeline(_config(tmp_path / "ray", "ray"), progress=False)
 
     assert len(local.fret.rows) == 3  # the real model wrote enough parseable queries to mine
-    # Byte-for-byte: every generated query, every QL/RC score (rounded to 1e-6 in the rows), every pick.
+    # Byte-for-byte: every generated query, every QL/RC score of the scores table (full float precision),
+    # every pick.
     assert _files(tmp_path / "ray") == _files(tmp_path / "local")
     assert on_ray.fret.summary == local.fret.summary
-    shards = tmp_path / "ray" / "fret" / "shards"
+    shards = tmp_path / "ray" / "fret" / "scores" / "shards"
     # the same shard plan, and no temp file left behind
-    assert sorted(p.name for p in shards.iterdir()) == [f"shard-{i:05d}.jsonl" for i in range(3)]
+    names = sorted(p.name for p in shards.iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "local" / "fret" / "scores" / "shards").iterdir())
+    assert len(names) >= 3 and names == [f"shard-{i:05d}.jsonl" for i in range(len(names))]
 
-    # Resume on Ray: an interrupted run (one shard and the manifest missing) recomputes only that shard,
+    # Resume on Ray: an interrupted run (one shard and the manifests missing) recomputes only that shard,
     # on a fresh actor, and the dataset comes out identical.
     kept = {i: (shards / f"shard-{i:05d}.jsonl").stat().st_mtime_ns for i in (0, 2)}
     (shards / "shard-00001.jsonl").unlink()
+    (tmp_path / "ray" / "fret" / "scores" / "manifest.json").unlink()
     (tmp_path / "ray" / "fret" / "manifest.json").unlink()
     again = run_pipeline(_config(tmp_path / "ray", "ray"), progress=False)
     assert _files(tmp_path / "ray") == _files(tmp_path / "local")

@@ -179,7 +179,7 @@ def main(spec: dict[str, Any]) -> None:
     gcfg = GenerationConfig(num_passages=spec.get("num_passages", 24), batch_size=spec.get("gen_batch", 3),
                             max_passage_words=60, max_new_tokens=spec.get("max_new_tokens", 64))
     mcfg = MiningConfig(num_neighbours=spec.get("neighbours", 5), batch_size=spec.get("mine_batch", 2),
-                        max_passage_words=60, fusion=spec.get("fusion", "rrf"))
+                        passages_per_shard=spec.get("mine_batch", 2), max_passage_words=60, fusion=spec.get("fusion", "rrf"))
     ccfg = CorpusConfig(path=spec.get("corpus", ""), min_chars=40)
 
     if mode == "generate":

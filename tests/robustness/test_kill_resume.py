@@ -44,7 +44,7 @@ WORKER = Path(__file__).with_name("_kill_worker.py")
 SEED = 7_2024
 KILLED = -signal.SIGKILL
 
-# Stage sizes: 24 seed passages in shards of 3 (8 generation shards); mining in shards of 2 queries.
+# Stage sizes: 24 seed passages in shards of 3 (8 generation shards); mining in shards of 2 candidate passages.
 GEN = {"num_passages": 24, "gen_batch": 3}
 MINE = {"neighbours": 5, "mine_batch": 2}
 CALL_SLEEP = 0.06  # per scripted LLM call
@@ -152,6 +152,8 @@ def assert_same_as_reference(out: Path, ref: dict[str, Any]) -> None:
         if m["stage"] == "generation":
             keys = [r["passage_id"] for r in rows]
             keys += [r["passage_id"] for r in read_jsonl(st / "generation.rejects.jsonl")]
+        elif m["stage"] == "scores":  # one row per (query, candidate) pair
+            keys = [(r["query_index"], r["rank_retriever"]) for r in rows]
         else:
             keys = [(r["seed_id"], r["task"], r["query"]) for r in rows]
         assert len(keys) == len(set(keys)), f"{st}: a row is duplicated"
@@ -223,8 +225,9 @@ def _mid_write(stage: Path) -> Callable[[], bool]:
 
 
 def _kill_series(spec: dict[str, Any], ref: dict[str, Any], work: Path, name: str, stats: dict[str, int],
-                 rng: random.Random, n_shards: int, shard_time: float) -> None:
-    """The 8 kills of one stage; ``shard_time`` is the least time one shard takes (its LLM sleeps).
+                 rng: random.Random, n_shards: int, shard_time: float, shards_in: str = ".") -> None:
+    """The 8 kills of one stage; ``shard_time`` is the least time one shard takes (its LLM sleeps);
+    ``shards_in`` is the sub-folder of the stage whose shards are written (mining: the scores table).
 
     - 3 trials x 2 kills at random points: the first in the first half of the shard loop, the second at a
       random point of the resumed run's remaining shards (a resume can be killed too);
@@ -240,19 +243,19 @@ def _kill_series(spec: dict[str, Any], ref: dict[str, Any], work: Path, name: st
 
         def second(out: Path = out, per_shard: float = per_shard) -> Kill:
             # One unwritten shard may already be answered in the LLM cache (no sleep on resume).
-            return rng.uniform(0, max(n_shards - _n_shards(out) - 1, 0) * per_shard), None
+            return rng.uniform(0, max(n_shards - _n_shards(out / shards_in) - 1, 0) * per_shard), None
 
         _trial(trial, ref, out, work / f"{name}-{t}.log", stats,
                (rng.uniform(0, n_shards * per_shard / 2), None), second)
     before = stats["half_written_temp_files"]
     out = work / f"{name}-mid-write"
     _trial({**spec, "io_delay": IO_DELAY}, ref, out, work / f"{name}-mid-write.log", stats,
-           (0.0, _mid_write(out)))
+           (0.0, _mid_write(out / shards_in)))
     assert stats["half_written_temp_files"] > before
     out = work / f"{name}-merge"
     # The merge does >= 5 atomic writes (2 delays each) plus the Parquet rename after the last shard.
     _trial({**spec, "io_delay": IO_DELAY}, ref, out, work / f"{name}-merge.log", stats,
-           (rng.uniform(0, 8 * IO_DELAY), _shards_done(out, n_shards)))
+           (rng.uniform(0, 8 * IO_DELAY), _shards_done(out / shards_in, n_shards)))
 
 
 # ------------------------------------------------------------------------------------------ trials
@@ -274,11 +277,12 @@ def mine_reference(corpus: Path, work: Path, gen_reference) -> tuple[dict[str, A
 
 
 def test_kill_mining(work: Path, mine_reference, stats) -> None:
-    """8 kills of the mining stage with the hash embedder (two scripted LLM calls per shard: QL, RC)."""
+    """8 kills of the mining stage with the hash embedder, while the scores table is written (one scripted
+    LLM call per shard of candidate passages, QL and RC together)."""
     spec, ref = mine_reference
     _kill_series({**spec, "call_sleep": CALL_SLEEP / 2}, ref, work, "mine", stats,
-                 random.Random(f"{SEED}:mining"), n_shards=sum(1 for k in ref if k.startswith("shards/")),
-                 shard_time=CALL_SLEEP)
+                 random.Random(f"{SEED}:mining"), n_shards=sum(1 for k in ref if k.startswith("scores/shards/")),
+                 shard_time=CALL_SLEEP / 2, shards_in="scores")
 
 
 def test_kill_mining_real_minilm(work: Path, mine_reference, stats) -> None:
@@ -291,12 +295,12 @@ def test_kill_mining_real_minilm(work: Path, mine_reference, stats) -> None:
     run_to_end({**spec, "out": str(ref_out)}, work / "minilm-ref.log")
     ref = snapshot(ref_out)
     rng = random.Random(f"{SEED}:minilm")
-    n_shards = sum(1 for k in ref if k.startswith("shards/"))
+    n_shards = sum(1 for k in ref if k.startswith("scores/shards/"))
     out = work / "minilm-0"
     # Encoding 200 passages takes well over 0.3 s on any CPU; the second kill lands after the first shard.
     _trial({**spec, "call_sleep": CALL_SLEEP / 2}, ref, out, work / "minilm-0.log", stats,
            (rng.uniform(0, 0.3), None),
-           (rng.uniform(0, (n_shards - 2) * CALL_SLEEP), _shards_done(out, 1)))
+           (rng.uniform(0, (n_shards - 2) * CALL_SLEEP / 2), _shards_done(out / "scores", 1)))
 
 
 def test_kill_whole_pipeline(corpus: Path, work: Path, stats) -> None:
@@ -306,7 +310,7 @@ def test_kill_whole_pipeline(corpus: Path, work: Path, stats) -> None:
     run_to_end({**base, "out": str(ref_out), "call_sleep": 0}, work / "pipe-ref.log")
     ref = snapshot(ref_out)
     n_calls = (sum(1 for k in ref if k.startswith("generation/shards/"))
-               + 2 * sum(1 for k in ref if k.startswith("fret/shards/")))
+               + sum(1 for k in ref if k.startswith("fret/scores/shards/")))
     rng = random.Random(f"{SEED}:pipeline")
     for t in range(4):
         _trial({**base, "call_sleep": CALL_SLEEP / 2, "io_delay": IO_DELAY if t % 2 else 0.0}, ref,
