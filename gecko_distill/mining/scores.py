@@ -21,6 +21,7 @@ Two schedules of the same pairs:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,7 @@ def score_table(
     """
     if stage.is_complete(fingerprint):
         return ScoreTable(stage.rows(), scorers, len(queries))
+    started = time.time()
     stage.prepare(fingerprint)
 
     def record(qi: int, j: int, s: dict[str, list[float]], k: int) -> dict[str, Any]:
@@ -148,5 +150,6 @@ def score_table(
                            f"{stage.path} and rerun")
     stage.finalize(rows, fp=fingerprint, config={"schedule": schedule, "shard_size": shard_size,
                                                  "scorers": list(scorers)},
-                   summary={"pairs": len(rows), "queries": len(queries), f"{unit}s": len(items)})
+                   summary={"pairs": len(rows), "queries": len(queries), f"{unit}s": len(items)},
+                   started_at=started)
     return ScoreTable(rows, scorers, len(queries))
