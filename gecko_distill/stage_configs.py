@@ -112,7 +112,8 @@ class GenerationConfig(StrictModel):
     temperature: float = Field(0.0, ge=0.0, description="0 = greedy.")
     max_query_words: int = Field(40, ge=2, description="Reject queries longer than this.")
     max_passage_words: int = Field(160, ge=16, description="Passages are cut to this many words in prompts.")
-    batch_size: int = Field(8, ge=1, description="Prompts per backend call (and per resumable shard).")
+    batch_size: int = Field(8, ge=1, description="Prompts per backend call (and per resumable shard), rounded "
+                            "up to a multiple of queries_per_passage so one passage's prompts share a call.")
     seed: int = Field(0, description="Seed for passage and task sampling.")
     queries_per_passage: int = Field(1, ge=1, description="Queries written per seed passage, each for a "
                                      "different task type (small corpora need several: GPL on SciFact gains "

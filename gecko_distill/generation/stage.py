@@ -51,14 +51,25 @@ class _GenerateCall:
         return llm.generate(prompts, prefix=self.prefix, params=self.params)
 
 
+def _shard_size(config: GenerationConfig) -> int:
+    """Prompts per shard (and per backend call): ``batch_size`` rounded up to a multiple of
+    ``queries_per_passage``, so a passage's prompts share a call and the backend decodes the passage once."""
+    q = config.queries_per_passage
+    return -(-config.batch_size // q) * q
+
+
 def _fingerprint(passages: Sequence[Passage], llm: LLMBackend, config: GenerationConfig, prompts: PromptSet) -> str:
-    return fingerprint({
+    payload = {
         "stage": "generation",
         "corpus": fingerprint([(p.id, p.title, p.text) for p in passages]),
         "llm": llm.fingerprint,
         "config": config.model_dump(),
         "prompts": [prompts.version, prompts.generation_prefix, prompts.generation_item],
-    })
+    }
+    if _shard_size(config) != config.batch_size:
+        # the shard plan differs from the one older versions used for this config: never resume their shards
+        payload["shard_size"] = _shard_size(config)
+    return fingerprint(payload)
 
 
 def generate(
@@ -88,7 +99,8 @@ def generate(
     types = assign_task_types(len(seeds), config.task_types, seed=config.seed)
     # Several queries per passage: copy j of a passage takes the task type j places after its first one, so
     # one passage's queries have distinct types (distinct prompts: greedy decoding writes distinct queries)
-    # and every type keeps its uniform share. Passage-major order: a passage's queries sit together.
+    # and every type keeps its uniform share. Passage-major order: a passage's queries sit together, and
+    # in one shard (_shard_size), so the backend decodes the passage once for all of them.
     order = list(config.task_types)
     items = [(p, order[(order.index(tt) + j) % len(order)]) for p, tt in zip(seeds, types, strict=True)
              for j in range(config.queries_per_passage)]
@@ -113,8 +125,8 @@ def generate(
         return rows
 
     work = LLMShardWork(llm, request, _GenerateCall(prompts.generation_prefix, params), finish)
-    n_shards = run_shards(stage, items, config.batch_size, work, desc="generate (task, query)", progress=progress,
-                          runner=shard_runner)
+    n_shards = run_shards(stage, items, _shard_size(config), work, desc="generate (task, query)",
+                          progress=progress, runner=shard_runner)
     rows = stage.read_shards(n_shards)
     # Duplicate queries are judged over the whole stage, in deterministic order (first one wins).
     seen: set[str] = set()

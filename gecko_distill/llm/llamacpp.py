@@ -7,10 +7,13 @@ How ``loglik`` avoids wasted work (issue 5; measured numbers in docs/performance
    the item's cells are removed afterwards. Up to ``max_prefixes`` prefixes are kept as KV snapshots, so
    alternating query-likelihood / relevance / generation prompts restore theirs (a memcpy) instead of
    decoding it again.
-2. **Shared contexts.** Requests with the same context (a passage scored for query likelihood and for
-   relevance: " query", " query Relevant: Yes", " query Relevant: No"; or one passage with several
-   queries) decode the context once and walk the token trie of their continuations: common tokens are
-   decoded once, only the differing tails branch off, and one-token tails (the labels) cost no extra pass.
+2. **Shared contexts.** Requests with the same context are decoded with the context once. A query's
+   scorer requests (" query", " query Relevant: Yes", " query Relevant: No") form one *chain*: common
+   tokens are decoded once and one-token tails (the labels) cost no extra pass. When a context has several
+   chains (a passage and every query that retrieved it: passage-major mining, issue 13), the chains are
+   *packed*: each in its own sequence branching from the context, as many per decode call as fit in
+   ``n_batch`` rows, so short continuations do not each pay a 64-row padded call
+   (``pack_continuations=False``: one chain per call, along the token trie of the continuations).
 3. **Only needed logits.** Only positions that predict a continuation token produce logits; only the target
    ids are read, with a float32 log-sum-exp over the vocabulary row (Gemma: 262k entries).
 
@@ -19,13 +22,19 @@ cache (prefix + context + continuation in one sequence). Both paths give bit-ide
 (a) every decode call is padded so that each row takes the same ggml kernel path (see
 :mod:`gecko_distill.llm.llamacpp_engine`), and (b) an item's KV cells sit right after its prefix at cell 0,
 as in the plain path: ggml's tiled attention sums over 64-cell blocks, and with this model a different
-cell layout (e.g. a second item packed into the same batch) moves a log-prob by ~0.01-0.1 nats. That is
-also why items are decoded one sequence per call rather than packed together; a passage-length item
-(~200 tokens) fills a CPU batch on its own.
+cell layout moves a log-prob by ~0.01-0.1 nats. That holds for one chain per context. Packed chains (2.)
+sit behind each other in the KV cells, so all but the first differ from the plain path at that level
+(measured in docs/performance.md); which chains share a call, and so every bit of a score, is still a pure
+function of the context's requests, never of the other contexts, the shard or the executor.
 
 ``generate`` decodes each prompt on top of the cached prefix (greedy, or seeded temperature / top-p), one
 prompt at a time for the same reason: a prompt's output never depends on which prompts shared its batch,
-so re-runs, resumed runs and distributed runs write the same text.
+so re-runs, resumed runs and distributed runs write the same text. Consecutive prompts that start with
+the same tokens (the ``queries_per_passage`` prompts of one passage) decode that run once, into the KV
+cells right after the prefix where one-at-a-time decoding puts it, and branch from it (``seq_cp``): each
+prompt decodes only its own tail, then samples. Same cells, every call padded as above: outputs are bit-identical
+to ``generate([prompt])`` (tests/integration/test_llamacpp.py). Sampling several prompts' next tokens in
+one decode call is not done: it would move cells and change kernel paths (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -78,6 +87,7 @@ class LlamaCppBackend:
         max_prefixes: int = 4,
         reuse_prefix: bool = True,
         pack_continuations: bool = True,
+        share_prompt_prefix: bool = True,
         n_gpu_layers: int = 0,
     ) -> None:
         self.path = Path(model_path)
@@ -86,6 +96,7 @@ class LlamaCppBackend:
         self.n_ctx = n_ctx
         self.reuse_prefix = reuse_prefix
         self.pack_continuations = pack_continuations  # several continuations of one context per decode call
+        self.share_prompt_prefix = share_prompt_prefix
         self.max_prefixes = max(1, max_prefixes)
         kv_size = -(-(n_ctx + 2 * TILE_ROWS) // 256) * 256  # one window + the padding rows
         self._engine = LlamaEngine(self.path, kv_size=kv_size, n_batch=n_batch, n_seq=_ITEM + _MAX_SLOTS + 2,
@@ -339,35 +350,69 @@ class LlamaCppBackend:
     def generate(
         self, prompts: Sequence[str], *, prefix: str = "", params: GenerationParams = GenerationParams()
     ) -> list[str]:
+        """Continue each prompt after ``prefix`` (greedy, or seeded temperature / top-p sampling).
+
+        Every prompt is decoded on top of the cached prefix, and its output is exactly
+        ``generate([prompt])``'s whatever else is in the call. Consecutive prompts that start with the
+        same tokens (the ``queries_per_passage`` prompts of one passage differ only after the passage)
+        decode that run once, at the KV cells one-at-a-time decoding would give it (right after the
+        prefix), in a sequence each prompt branches from: a prompt then decodes only its remaining tokens
+        and samples. Runs too short to pay for their extra decode call are not shared (see
+        ``_share_groups``); ``share_prompt_prefix=False`` decodes every prompt whole (the reference).
+        """
         if not prompts:
             return []
         with self._lock:
+            eng = self._engine
             pre = self._ensure_prefix(self._prefix_tokens(prefix))
-            return [self._generate_one(pre, prompt, params) for prompt in prompts]
+            toks = [eng.tokenize(p) for p in prompts]
+            for t in toks:
+                if pre.n_tokens + len(t) + params.max_tokens > self.n_ctx:
+                    raise BackendError(f"prefix ({pre.n_tokens}) + prompt ({len(t)}) + max_tokens "
+                                       f"({params.max_tokens}) tokens exceed llm.n_ctx={self.n_ctx}; raise "
+                                       "llm.n_ctx or shorten the prompt")
+            groups = (_share_groups(toks) if self.share_prompt_prefix
+                      else [(i, i + 1, 0) for i in range(len(toks))])
+            out: list[str] = [""] * len(prompts)
+            for lo, hi, m in groups:
+                if m == 0:
+                    out[lo] = self._generate_one(pre, prompts[lo], toks[lo], params)
+                    continue
+                shared = toks[lo][:m]
+                try:
+                    eng.seq_cp(_PREFIX, _ITEM)
+                    # padded like a whole prompt's decode: the run's cells, and the rows the prompts'
+                    # tails attend to, are those of one-at-a-time decoding
+                    eng.run(shared, range(pre.n_tokens, pre.n_tokens + m), [_ITEM] * m, [False] * m,
+                            lambda _j, _r: None)
+                    for i in range(lo, hi):
+                        out[i] = self._generate_one(pre, prompts[i], toks[i], params, parent=_ITEM, done=m)
+                finally:
+                    eng.seq_rm(_ITEM)
+            return out
 
-    def _generate_one(self, pre: _Prefix, prompt: str, params: GenerationParams) -> str:
+    def _generate_one(self, pre: _Prefix, prompt: str, toks: list[int], params: GenerationParams, *,
+                      parent: int = _PREFIX, done: int = 0) -> str:
+        """Decode ``toks[done:]`` in a branch of ``parent`` (which holds the prefix and ``toks[:done]``),
+        then sample; the branch's cells are removed afterwards."""
         eng = self._engine
-        toks = eng.tokenize(prompt)
-        if pre.n_tokens + len(toks) + params.max_tokens > self.n_ctx:
-            raise BackendError(f"prefix ({pre.n_tokens}) + prompt ({len(toks)}) + max_tokens "
-                               f"({params.max_tokens}) tokens exceed llm.n_ctx={self.n_ctx}; raise llm.n_ctx or "
-                               "shorten the prompt")
+        seq = parent + 1
         # Seeded per prompt, so an output does not depend on the other prompts of the call.
         rng = np.random.default_rng([params.seed, zlib.crc32(prompt.encode("utf-8"))])
         out: list[int] = []
         text = ""
         row: list[np.ndarray] = []
         keep = lambda _j, r: row.append(r.copy())  # noqa: E731 - the logits view dies with the next decode
-        pos = pre.n_tokens
+        pos = pre.n_tokens + done
+        rest = toks[done:]
         try:
-            if toks:
-                eng.seq_cp(_PREFIX, _ITEM)
-                eng.run(toks, range(pos, pos + len(toks)), [_ITEM] * len(toks),
-                        [j == len(toks) - 1 for j in range(len(toks))], keep)
-                pos += len(toks)
+            eng.seq_cp(parent, seq)
+            if rest:
+                eng.run(rest, range(pos, pos + len(rest)), [seq] * len(rest),
+                        [j == len(rest) - 1 for j in range(len(rest))], keep)
+                pos += len(rest)
                 logits = row.pop()
             else:
-                eng.seq_cp(_PREFIX, _ITEM)
                 logits = pre.last_row
             while len(out) < params.max_tokens:
                 tok = _sample(logits, params, rng)
@@ -380,11 +425,11 @@ class LlamaCppBackend:
                     return text[:cut]
                 if len(out) == params.max_tokens:
                     break
-                eng.run([tok], [pos], [_ITEM], [True], keep, pad=False)
+                eng.run([tok], [pos], [seq], [True], keep, pad=False)
                 pos += 1
                 logits = row.pop()
         finally:
-            eng.seq_rm(_ITEM)
+            eng.seq_rm(seq)
         return text
 
 
@@ -408,6 +453,44 @@ def _chains(items: list[tuple[int, list[int]]]) -> list[tuple[list[int], list[tu
             if head:
                 chains.append((head, [(req, t)]))
     return chains
+
+
+def _rows(n: int) -> int:
+    """Rows one padded decode call of ``n`` tokens costs (see ``LlamaEngine.run``): the cost model below."""
+    return max(TILE_ROWS, -(-n // PAD) * PAD)
+
+
+def _share_groups(toks: list[list[int]]) -> list[tuple[int, int, int]]:
+    """Split prompts into runs ``(lo, hi, m)`` of consecutive prompts that decode their first ``m`` tokens
+    once (``m == 0``: one prompt, decoded whole), with the fewest padded decode rows (``_rows``).
+
+    ``m`` is the run's common leading tokens less one at most, so every member keeps a token of its own
+    (its last token's logits start sampling). E.g. three 114-token prompts of one passage that differ in
+    their last 4 tokens cost 112 + 3 x 64 rows shared instead of 3 x 120; two of them would cost 240 rows
+    either way and stay apart (ties go to fewer decode calls). A pure function of the tokens.
+    """
+    n = len(toks)
+    lcp = [min(_common_run([toks[i], toks[i + 1]]) if toks[i] and toks[i + 1] else 0,
+               len(toks[i]) - 1, len(toks[i + 1]) - 1) for i in range(n - 1)]
+    best = [0] + [-1] * n  # best[i]: fewest rows for prompts [0, i)
+    choice: list[tuple[int, int]] = [(0, 0)] * (n + 1)  # (lo, m) of the last run in best[i]
+    for hi in range(1, n + 1):
+        best[hi], choice[hi] = best[hi - 1] + _rows(len(toks[hi - 1])), (hi - 1, 0)
+        m = 1 << 30
+        for lo in range(hi - 2, -1, -1):  # runs [lo, hi) of two or more prompts
+            m = min(m, lcp[lo])
+            if m <= 0:
+                break
+            c = best[lo] + _rows(m) + sum(_rows(len(t) - m) for t in toks[lo:hi])
+            if c < best[hi]:
+                best[hi], choice[hi] = c, (lo, m)
+    groups: list[tuple[int, int, int]] = []
+    hi = n
+    while hi > 0:
+        lo, m = choice[hi]
+        groups.append((lo, hi, m))
+        hi = lo
+    return groups[::-1]
 
 
 def _common_run(seqs: list[list[int]]) -> int:

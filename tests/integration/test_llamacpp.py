@@ -81,3 +81,36 @@ def test_too_long_input_is_a_clear_error(backend):
 
     with pytest.raises(BackendError, match="n_ctx"):
         backend.loglik([LoglikRequest("word " * 600, " x")])
+
+
+PASSAGE = ("Honeybees tell their hive mates where flowers are with a waggle dance. The angle of the run on the "
+           "vertical comb gives the direction of the food relative to the sun, and the duration of the run gives "
+           "its distance; foragers that follow the dance fly out to the advertised patch. Karl von Frisch decoded "
+           "the dance in the 1940s and shared the 1973 Nobel Prize in Physiology or Medicine for it. Later "
+           "experiments with robotic bees and radar tracking confirmed that recruits use the information.")
+
+
+@pytest.mark.parametrize("params", [GenerationParams(max_tokens=12),
+                                    GenerationParams(max_tokens=12, temperature=0.9, top_p=0.95, seed=3)],
+                         ids=["greedy", "sampled"])
+def test_generate_shares_a_passage_and_equals_one_at_a_time(backend, params):
+    """Q=3 prompts of one passage (+ an unrelated one) decode the passage once; outputs are one-at-a-time's."""
+    from gecko_distill.llm.llamacpp import _share_groups
+    from gecko_distill.prompts import load_prompts
+
+    prompts_set = load_prompts()
+    prompts = [prompts_set.generation_prompt(PASSAGE, t) for t in ("retrieval", "question answering",
+                                                                   "fact checking")] + [BEES]
+    toks = [backend._engine.tokenize(p) for p in prompts]
+    groups = _share_groups(toks)
+    assert groups[0][:2] == (0, 3) and groups[0][2] > 100 and groups[1:] == [(3, 4, 0)]  # the passage is shared
+    together = backend.generate(prompts, prefix=PREFIX, params=params)
+    alone = [backend.generate([p], prefix=PREFIX, params=params)[0] for p in prompts]
+    try:
+        backend.share_prompt_prefix = False
+        plain = backend.generate(prompts, prefix=PREFIX, params=params)
+    finally:
+        backend.share_prompt_prefix = True
+    assert together == alone == plain
+    assert len(set(together[:3])) > 1 or params.temperature == 0  # distinct prompts, seeded per prompt
+    assert backend.generate(prompts[::-1], prefix=PREFIX, params=params)[::-1] == together  # order-free

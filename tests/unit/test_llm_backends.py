@@ -108,3 +108,18 @@ def test_transformers_loads_safetensors_without_remote_code(tiny_folder, monkeyp
     assert seen[-1]["trust_remote_code"] is True  # passed only when the config turns it on
     res = llm.loglik([LoglikRequest("a b", " c")])
     assert res[0].num_tokens == 1 and res[0].logprob < 0
+
+
+def test_llamacpp_prompt_share_plan():
+    """Which consecutive prompts decode their common leading tokens once: the fewest padded decode rows."""
+    from gecko_distill.llm.llamacpp import _share_groups
+
+    passage, other = list(range(250)), list(range(1000, 1030))
+    qs = [passage + [1, 2], passage + [3, 4], passage + [5]]  # three prompts of one passage
+    assert _share_groups(qs + [other, [7]]) == [(0, 3, 250), (3, 4, 0), (4, 5, 0)]
+    short = list(range(110))  # 112 + 2 x 64 rows shared = 2 x 112 whole: a tie stays apart; three share
+    assert _share_groups([short + [1], short + [2]]) == [(0, 1, 0), (1, 2, 0)]
+    assert _share_groups([short + [1], short + [2], short + [3]]) == [(0, 3, 110)]
+    assert _share_groups([passage, passage]) == [(0, 2, 249)]  # a member keeps a token of its own
+    assert _share_groups([[1, 2, 3], [1, 2, 4]]) == [(0, 1, 0), (1, 2, 0)]  # a short run is not worth a call
+    assert _share_groups([]) == [] and _share_groups([[], []]) == [(0, 1, 0), (1, 2, 0)]
