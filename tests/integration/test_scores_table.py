@@ -59,7 +59,8 @@ def _mine(setup, out, **cfg):
 
     passages, queries, llm, embedder = setup
     counting = CountingLLM(llm)
-    config = MiningConfig(num_neighbours=5, max_passage_words=40, round_trip_k=None, fusion="rrf", **cfg)
+    config = MiningConfig(**{"num_neighbours": 5, "max_passage_words": 40, "round_trip_k": None, "fusion": "rrf",
+                             **cfg})
     res = mine(queries, passages, embedder=embedder, llm=counting, config=config, out_dir=out, progress=False)
     return res, counting.requests
 
