@@ -8,15 +8,17 @@ candidate) pair with query likelihood and relevance classification (the mining d
 ``--passage-words`` words. Every query is kept (no round-trip filter), so the work is exactly
 passages x top-k pairs.
 
-- **new**: the mining stage's default, ``schedule = "passage"`` on the llama.cpp backend with packed
-  continuations: each candidate passage decoded once, every query that retrieved it scored as a
-  continuation; the **whole** workload, through :func:`gecko_distill.mining.mine`.
-- **old**: ``schedule = "query"`` (``batch_size`` 4 queries a call) on a backend without packing, i.e. the
-  path before issue 13. Its cost per row does not depend on the other queries, so it is timed on a seeded
-  sample of ``--old-sample`` queries of the same workload (their candidates exactly as the new run found
-  them).
-- **agreement**: old and new scores of the sampled queries' pairs: max / mean |diff| (nats), and the share of
-  queries whose QL ranking, RC ranking and top-1 are unchanged.
+- **new**: the mining stage's default, ``schedule = "passage"`` on the default llama.cpp engine (flash
+  attention off, calls padded to 8 rows): each candidate passage decoded once, every query that retrieved
+  it scored as a branch off it; the **whole** workload, through :func:`gecko_distill.mining.mine`.
+- **old**: the path before issue 13: ``schedule = "query"`` (4 queries a call) on the engine as it was
+  (``flash_attn=True``, calls padded to 64 rows). Its cost per row does not depend on the other queries,
+  so it is timed on a seeded sample of ``--old-sample`` queries of the same workload (their candidates
+  exactly as the new run found them).
+- **query-major, new engine**: the same sample, ``schedule = "query"`` on the default engine: what the
+  schedule alone is worth, and a check that its scores equal the new path's bit for bit.
+- **agreement** of old and new on the sample: max / mean |diff| (the two engines' kernels differ at the
+  ~0.01 nat level), and the share of queries whose QL ranking, RC ranking and QL top-1 are unchanged.
 - **queries per passage**: the cost per row of the new path when every passage of a smaller slice
   (``--qpp-passages``) gets 1, 2 or 4 queries (distinct task types, the generation stage's
   ``queries_per_passage``).
@@ -27,7 +29,7 @@ excluded). Generation time is reported separately. Stage outputs go to ``--work`
 generated queries (delete the folder to time the generation again) and always scores afresh.
 The last line is ``ratio: new/old=R`` (old seconds per row / new seconds per row).
 
-    python bench/throughput.py                 # 500 passages, top-20 (~30 min on an idle 2-core CPU)
+    python bench/throughput.py                 # 500 passages, top-20 (~38 min on an idle 2-core CPU)
     python bench/throughput.py --passages 100 --qpp-passages 16 --old-sample 8   # smoke run, ~6 min
 """
 
@@ -108,8 +110,8 @@ def main() -> None:
     ap.add_argument("--passages", type=int, default=500)
     ap.add_argument("--top-k", type=int, default=20)
     ap.add_argument("--passage-words", type=int, default=128)
-    ap.add_argument("--old-sample", type=int, default=24, help="queries timed on the old path")
-    ap.add_argument("--qpp-passages", type=int, default=40, help="slice for the queries-per-passage curve")
+    ap.add_argument("--old-sample", type=int, default=16, help="queries timed on the old path")
+    ap.add_argument("--qpp-passages", type=int, default=24, help="slice for the queries-per-passage curve")
     ap.add_argument("--work", default="/tmp/gecko-bench-throughput")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -146,22 +148,23 @@ def main() -> None:
     # 3. old path on a seeded sample of the same queries and candidates
     rng = random.Random(args.seed)
     sample = sorted(rng.sample(range(len(pairs)), min(args.old_sample, len(pairs))))
-    old_llm = LlamaCppBackend(gguf, pack_continuations=False)
     sp = [pairs[i] for i in sample]
-    old_llm.loglik([], prefix=prompts.ql_prefix)
-    score_candidates(old_llm, prompts, sp[:1])  # decode the prefix outside the timing, as the new run did
-    t = time.perf_counter()
-    old_scores = []
-    for lo in range(0, len(sp), 4):  # schedule='query', batch_size 4: one call per 4 queries
-        old_scores += score_candidates(old_llm, prompts, sp[lo : lo + 4])
-    old_s = time.perf_counter() - t
+    old_llm = LlamaCppBackend(gguf, flash_attn=True)
+    old_scores, old_s = _query_major(old_llm, prompts, sp)
+    old_llm.close()
     old_per_row = old_s / len(sp)
-    old_tok = _tokens(old_llm, prompts, sp, passage_major=False) / len(sp)
-    print(f"old (query-major, one chain a call): {len(sp)} sampled rows in {old_s:.0f} s: {old_per_row:.2f} s/row, "
-          f"{3600 / old_per_row:.0f} rows/hour, {old_tok:.0f} tokens/row")
+    old_tok = _tokens(new_llm, prompts, sp, passage_major=False) / len(sp)
+    print(f"old (query-major, flash attention, 64-row calls): {len(sp)} sampled rows in {old_s:.0f} s: "
+          f"{old_per_row:.2f} s/row, {3600 / old_per_row:.0f} rows/hour, {old_tok:.0f} tokens/row")
+    mid_scores, mid_s = _query_major(new_llm, prompts, sp)
+    print(f"query-major on the new engine: {mid_s / len(sp):.2f} s/row, {3600 * len(sp) / mid_s:.0f} rows/hour")
 
     # 4. agreement on the sampled queries
     by_query = {r["query"]: r for r in res.rows}
+    exact = all(round(m[s][j], 6) == by_query[q]["candidates"][j][s] for (q, _), m in zip(sp, mid_scores, strict=True)
+                for s in ("ql", "rc") for j in range(len(m[s])))
+    print(f"query-major vs passage-major on the new engine: {'identical' if exact else 'DIFFERENT'} scores "
+          "(to the 1e-6 the rows keep)")
     diffs = {"ql": [], "rc": []}
     same = {"ql": 0, "rc": 0, "top1_ql": 0}
     for (q, _), o in zip(sp, old_scores, strict=True):
@@ -194,6 +197,16 @@ def main() -> None:
     print(f"summary: new {3600 / new_per_row:.0f} rows/h ({new_tok:.0f} tokens/row) vs old {3600 / old_per_row:.0f} "
           f"rows/h ({old_tok:.0f} tokens/row); qpp curve s/row " + ", ".join(f"{q}: {c:.2f}" for q, _, c in curve))
     print(f"ratio: new/old={old_per_row / new_per_row:.2f}")
+
+
+def _query_major(llm, prompts, sp):
+    """The query schedule's calls (4 queries each), timed; the prefix decoded outside the timing."""
+    score_candidates(llm, prompts, [(sp[0][0], sp[0][1][:1])])
+    t = time.perf_counter()
+    out = []
+    for lo in range(0, len(sp), 4):
+        out += score_candidates(llm, prompts, sp[lo : lo + 4])
+    return out, time.perf_counter() - t
 
 
 def _order(xs):

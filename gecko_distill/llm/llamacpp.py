@@ -7,13 +7,12 @@ How ``loglik`` avoids wasted work (issue 5; measured numbers in docs/performance
    the item's cells are removed afterwards. Up to ``max_prefixes`` prefixes are kept as KV snapshots, so
    alternating query-likelihood / relevance / generation prompts restore theirs (a memcpy) instead of
    decoding it again.
-2. **Shared contexts.** Requests with the same context are decoded with the context once. A query's
-   scorer requests (" query", " query Relevant: Yes", " query Relevant: No") form one *chain*: common
-   tokens are decoded once and one-token tails (the labels) cost no extra pass. When a context has several
-   chains (a passage and every query that retrieved it: passage-major mining, issue 13), the chains are
-   *packed*: each in its own sequence branching from the context, as many per decode call as fit in
-   ``n_batch`` rows, so short continuations do not each pay a 64-row padded call
-   (``pack_continuations=False``: one chain per call, along the token trie of the continuations).
+2. **Shared contexts.** Requests with the same context decode the context once and walk the token trie
+   of their continuations: common tokens are decoded once, only the differing tails branch off, and
+   one-token tails (the labels) cost no extra pass. A query's scorer requests (" query", " query Relevant:
+   Yes", " query Relevant: No") are one pass; a passage with every query that retrieved it (passage-major
+   mining, issue 13) is decoded once and each query branches off it, in a call of its own padded to 8 rows
+   only (flash attention off: see :mod:`gecko_distill.llm.llamacpp_engine`).
 3. **Only needed logits.** Only positions that predict a continuation token produce logits; only the target
    ids are read, with a float32 log-sum-exp over the vocabulary row (Gemma: 262k entries).
 
@@ -22,10 +21,10 @@ cache (prefix + context + continuation in one sequence). Both paths give bit-ide
 (a) every decode call is padded so that each row takes the same ggml kernel path (see
 :mod:`gecko_distill.llm.llamacpp_engine`), and (b) an item's KV cells sit right after its prefix at cell 0,
 as in the plain path: ggml's tiled attention sums over 64-cell blocks, and with this model a different
-cell layout moves a log-prob by ~0.01-0.1 nats. That holds for one chain per context. Packed chains (2.)
-sit behind each other in the KV cells, so all but the first differ from the plain path at that level
-(measured in docs/performance.md); which chains share a call, and so every bit of a score, is still a pure
-function of the context's requests, never of the other contexts, the shard or the executor.
+cell layout moves a log-prob by ~0.01-0.1 nats (measured with continuations packed side by side into one
+call: all but the first differed at that level, so they are not packed). Every branch therefore sits right
+after its parent's cells, as in the plain path: a score is bit-identical whether its passage was decoded
+for one query or shared by twenty (query-major and passage-major mining agree exactly).
 
 ``generate`` decodes each prompt on top of the cached prefix (greedy, or seeded temperature / top-p), one
 prompt at a time for the same reason: a prompt's output never depends on which prompts shared its batch,
@@ -64,7 +63,6 @@ logger = logging.getLogger(__name__)
 
 _PREFIX, _ITEM = 0, 1  # sequence ids: the prefix, then one per depth of the continuation trie
 _MAX_DEPTH = 12  # deeper tries are scored one continuation per branch
-_MAX_SLOTS = 64  # continuation chains decoded side by side in one call (one sequence each)
 
 
 @dataclass
@@ -86,7 +84,7 @@ class LlamaCppBackend:
         n_threads: int | None = None,
         max_prefixes: int = 4,
         reuse_prefix: bool = True,
-        pack_continuations: bool = True,
+        flash_attn: bool = False,
         share_prompt_prefix: bool = True,
         n_gpu_layers: int = 0,
     ) -> None:
@@ -95,17 +93,16 @@ class LlamaCppBackend:
             raise BackendUnavailable(f"GGUF file not found: {self.path}")
         self.n_ctx = n_ctx
         self.reuse_prefix = reuse_prefix
-        self.pack_continuations = pack_continuations  # several continuations of one context per decode call
         self.share_prompt_prefix = share_prompt_prefix
         self.max_prefixes = max(1, max_prefixes)
         kv_size = -(-(n_ctx + 2 * TILE_ROWS) // 256) * 256  # one window + the padding rows
-        self._engine = LlamaEngine(self.path, kv_size=kv_size, n_batch=n_batch, n_seq=_ITEM + _MAX_SLOTS + 2,
-                                   n_threads=n_threads, n_gpu_layers=n_gpu_layers)
+        self._engine = LlamaEngine(self.path, kv_size=kv_size, n_batch=n_batch, n_seq=_ITEM + _MAX_DEPTH + 2,
+                                   n_threads=n_threads, n_gpu_layers=n_gpu_layers, flash_attn=flash_attn)
         self._prefixes: OrderedDict[tuple[int, ...], _Prefix] = OrderedDict()  # LRU of snapshots
         self._active: tuple[int, ...] | None = None  # the prefix now in sequence 0
         self._lock = threading.Lock()
         # llama.cpp's kernels (and so the last digits of a score) change between releases: part of the identity
-        self._fingerprint = f"llamacpp:{file_identity(self.path)}:{self._engine.version}"
+        self._fingerprint = f"llamacpp:{file_identity(self.path)}:{self._engine.version}:{self._engine.numerics}"
         logger.info("llama.cpp backend: %s (kv=%d cells, %d threads)", self.path.name,
                     self._engine.kv_size, self._engine.n_threads)
 
@@ -235,68 +232,11 @@ class LlamaCppBackend:
         eng = self._engine
         pre = self._ensure_prefix(ptoks)
         for ctx, items in groups.items():
-            chains = _chains(items)
             try:
-                if self.pack_continuations and ctx and len(chains) > 1:
-                    self._packed(pre, list(ctx), items, chains, scores)
-                else:
-                    self._node(pre, _PREFIX, 0, pre.n_tokens, list(ctx), [], items, scores)
+                self._node(pre, _PREFIX, 0, pre.n_tokens, list(ctx), [], items, scores)
             finally:
-                for seq in range(_ITEM, self._engine.n_seq):
-                    eng.seq_rm(seq)
-
-    def _packed(self, pre: _Prefix, ctx: list[int], items: list[tuple[int, list[int]]],
-                chains: list[tuple[list[int], list[tuple[int, list[int]]]]], scores: np.ndarray) -> None:
-        """One context, many continuations (a passage and every query that retrieved it): decode the context
-        once in ``_ITEM``, then the continuation chains side by side, each in its own sequence branching from
-        it, as many per decode call as fit in ``n_batch`` rows.
-
-        Which chains share a call is a pure function of this context's requests (their order), so a score
-        does not depend on the other contexts of the call, the shard or the executor. It can differ from the
-        one-chain-per-call path in the last digits: the cell layout and the rows beside it differ (measured
-        in docs/performance.md).
-        """
-        eng = self._engine
-        start = pre.n_tokens + len(ctx)
-        # the context's last logits predict every continuation's first token
-        self._decode(_PREFIX, _ITEM, pre.n_tokens, ctx, {len(ctx) - 1: [(req, t[0]) for req, t in items]}, scores)
-        slots = eng.n_seq - _ITEM - 1
-        # the call's rows also need KV cells, beside the prefix, the context and the padding rows
-        budget = min(eng.n_batch, eng.kv_size - start - TILE_ROWS - 2 * PAD)
-        call: list[tuple[list[int], list[tuple[int, list[int]]]]] = []
-        rows = 0
-        for chain in chains + [None]:  # type: ignore[list-item]
-            if chain is None or (call and (rows + len(chain[0]) > budget or len(call) == slots)):
-                toks: list[int] = []
-                pos: list[int] = []
-                seqs: list[int] = []
-                wants: list[bool] = []
-                targets: dict[int, list[tuple[int, int]]] = {}
-                for k, (chain_toks, members) in enumerate(call):
-                    seq = _ITEM + 1 + k
-                    eng.seq_cp(_ITEM, seq)
-                    base = len(toks)
-                    for req, t in members:  # t[i] is predicted by the logits after chain_toks[i - 1]
-                        for i in range(1, len(t)):
-                            targets.setdefault(base + i - 1, []).append((req, t[i]))
-                    toks += chain_toks
-                    pos += range(start, start + len(chain_toks))
-                    seqs += [seq] * len(chain_toks)
-                wants = [j in targets for j in range(len(toks))]
-
-                def on_logits(j: int, row: np.ndarray, targets=targets) -> None:
-                    tg = targets[j]
-                    for (req, _), lp in zip(tg, log_softmax_at(row, [t for _, t in tg]), strict=True):
-                        scores[req] += lp
-
-                if toks:
-                    eng.run(toks, pos, seqs, wants, on_logits)
-                for k in range(len(call)):
-                    eng.seq_rm(_ITEM + 1 + k)
-                call, rows = [], 0
-            if chain is not None:
-                call.append(chain)
-                rows += len(chain[0])
+                for depth in range(_MAX_DEPTH + 1):
+                    eng.seq_rm(_ITEM + depth)
 
     def _node(self, pre: _Prefix, parent: int, depth: int, start: int, lead: list[int], members: list[int],
               rests: list[tuple[int, list[int]]], scores: np.ndarray) -> None:
@@ -371,7 +311,7 @@ class LlamaCppBackend:
                     raise BackendError(f"prefix ({pre.n_tokens}) + prompt ({len(t)}) + max_tokens "
                                        f"({params.max_tokens}) tokens exceed llm.n_ctx={self.n_ctx}; raise "
                                        "llm.n_ctx or shorten the prompt")
-            groups = (_share_groups(toks) if self.share_prompt_prefix
+            groups = (_share_groups(toks, self._engine.min_rows) if self.share_prompt_prefix
                       else [(i, i + 1, 0) for i in range(len(toks))])
             out: list[str] = [""] * len(prompts)
             for lo, hi, m in groups:
@@ -433,40 +373,18 @@ class LlamaCppBackend:
         return text
 
 
-def _chains(items: list[tuple[int, list[int]]]) -> list[tuple[list[int], list[tuple[int, list[int]]]]]:
-    """Group one context's continuations into chains that one decoded token run scores together.
-
-    A continuation ``t`` rides on chain ``S`` when ``t[:-1]`` is a prefix of ``S``: every token of ``t`` but
-    the first is predicted by the logits after the token before it in ``S`` (the first by the context's last
-    logits). A query's three scorer requests (" q", " q\nRelevant: Yes", " q\nRelevant: No") make one chain,
-    " q\nRelevant:". Longest heads first, then request order: a pure function of the requests.
-    Continuations of one token need no chain (their only token is predicted by the context).
-    """
-    chains: list[tuple[list[int], list[tuple[int, list[int]]]]] = []
-    for req, t in sorted(items, key=lambda it: -len(it[1])):
-        head = t[:-1]
-        for chain_toks, members in chains:
-            if chain_toks[: len(head)] == head:
-                members.append((req, t))
-                break
-        else:
-            if head:
-                chains.append((head, [(req, t)]))
-    return chains
-
-
-def _rows(n: int) -> int:
+def _rows(n: int, min_rows: int = PAD) -> int:
     """Rows one padded decode call of ``n`` tokens costs (see ``LlamaEngine.run``): the cost model below."""
-    return max(TILE_ROWS, -(-n // PAD) * PAD)
+    return max(min_rows, -(-n // PAD) * PAD)
 
 
-def _share_groups(toks: list[list[int]]) -> list[tuple[int, int, int]]:
+def _share_groups(toks: list[list[int]], min_rows: int = PAD) -> list[tuple[int, int, int]]:
     """Split prompts into runs ``(lo, hi, m)`` of consecutive prompts that decode their first ``m`` tokens
     once (``m == 0``: one prompt, decoded whole), with the fewest padded decode rows (``_rows``).
 
     ``m`` is the run's common leading tokens less one at most, so every member keeps a token of its own
     (its last token's logits start sampling). E.g. three 114-token prompts of one passage that differ in
-    their last 4 tokens cost 112 + 3 x 64 rows shared instead of 3 x 120; two of them would cost 240 rows
+    their last 4 tokens cost 112 + 3 x 64 rows shared instead of 3 x 120 with 64-row calls (flash attention); two of them would cost 240 rows
     either way and stay apart (ties go to fewer decode calls). A pure function of the tokens.
     """
     n = len(toks)
@@ -475,13 +393,13 @@ def _share_groups(toks: list[list[int]]) -> list[tuple[int, int, int]]:
     best = [0] + [-1] * n  # best[i]: fewest rows for prompts [0, i)
     choice: list[tuple[int, int]] = [(0, 0)] * (n + 1)  # (lo, m) of the last run in best[i]
     for hi in range(1, n + 1):
-        best[hi], choice[hi] = best[hi - 1] + _rows(len(toks[hi - 1])), (hi - 1, 0)
+        best[hi], choice[hi] = best[hi - 1] + _rows(len(toks[hi - 1]), min_rows), (hi - 1, 0)
         m = 1 << 30
         for lo in range(hi - 2, -1, -1):  # runs [lo, hi) of two or more prompts
             m = min(m, lcp[lo])
             if m <= 0:
                 break
-            c = best[lo] + _rows(m) + sum(_rows(len(t) - m) for t in toks[lo:hi])
+            c = best[lo] + _rows(m, min_rows) + sum(_rows(len(t) - m, min_rows) for t in toks[lo:hi])
             if c < best[hi]:
                 best[hi], choice[hi] = c, (lo, m)
     groups: list[tuple[int, int, int]] = []

@@ -19,9 +19,14 @@ kernel with fp16 accumulation to a tiled fp32 kernel at 64 query rows. With Gemm
 these paths disagree by up to ~0.5 in a logit (both are ~0.03 nats/token from a float32 reference), so
 a score would depend on which other items shared its batch. ``run`` therefore pads each decode call with
 throw-away rows in a scratch sequence (removed right after) so that rows and output rows are multiples of
-``PAD`` and, for scoring, there are at least ``TILE_ROWS`` rows: every real row then takes the same path,
-and a score is the same with or without prefix reuse, whatever it was batched with (|diff| < 1e-3,
-checked by tests/integration/test_llamacpp.py).
+``PAD``: every real row then takes the same path, and a score is the same with or without prefix reuse,
+whatever it was batched with (bit-identical, checked by tests/integration/test_llamacpp.py).
+
+Flash attention is off by default (issue 13). With it on, a call needs at least ``TILE_ROWS`` rows to stay
+on one attention kernel, so a 20-token continuation scored after a shared passage paid for 64 rows; with
+it off, attention is two matrix products and a softmax whose per-row results do not depend on the call's
+row count, so ``PAD`` rows suffice (measured: passage-major scores bit-identical to query-major ones,
+docs/performance.md). ``flash_attn=True`` restores the old engine (and its ``TILE_ROWS`` padding).
 """
 
 from __future__ import annotations
@@ -93,6 +98,7 @@ class LlamaEngine:
         n_seq: int,
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
+        flash_attn: bool = False,
     ) -> None:
         lc = self._lc = _import_llama_cpp()
         mparams = lc.llama_model_default_params()
@@ -114,6 +120,10 @@ class LlamaEngine:
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
         cparams.no_perf = True
+        cparams.flash_attn_type = 1 if flash_attn else 0  # llama_flash_attn_type: 0 disabled, 1 enabled
+        # the fewest rows a padded call has, so that every row takes one kernel path (module docstring)
+        self.min_rows = TILE_ROWS if flash_attn else PAD
+        self.numerics = f"fa{int(flash_attn)}-rows{self.min_rows}"  # part of the backend fingerprint
         ctx = lc.llama_init_from_model(model, cparams)
         if not ctx:
             lc.llama_model_free(model)
@@ -202,17 +212,18 @@ class LlamaEngine:
         wants: Sequence[bool],
         on_logits: Callable[[int, np.ndarray], None],
         *,
-        min_rows: int = TILE_ROWS,
+        min_rows: int | None = None,
         pad: bool = True,
     ) -> None:
         """Decode the entries (in chunks of ``n_batch``); call ``on_logits(entry, row)`` for wanted ones.
 
         ``row`` is a float32 view of llama.cpp's buffer, valid only inside the callback. A sequence's
         entries must appear in position order; they may span chunks (later chunks see earlier cells).
-        Each call is padded to at least ``min_rows`` rows (a multiple of ``PAD``). ``pad=False`` skips the
+        Each call is padded to at least ``min_rows`` rows (default: the engine's), a multiple of ``PAD``. ``pad=False`` skips the
         padding (sampling steps: the same prompt always meets the same shapes, so it stays deterministic).
         """
         lc, batch, ctx = self._lc, self._batch, self.ctx
+        min_rows = self.min_rows if min_rows is None else min_rows
         n = len(tokens)
         for start in range(0, n, self.n_batch):
             stop = min(start + self.n_batch, n)

@@ -37,25 +37,17 @@ __all__ = ["ScoreTable", "score_table"]
 
 
 @dataclass(frozen=True)
-class _QueryCall:
-    """One shard of the query schedule: (query, candidate texts) pairs (picklable for remote workers)."""
+class _ScoreCall:
+    """One shard's LLM call (picklable for remote workers): [(query, candidate texts)] query-major, or
+    [(passage text, queries that retrieved it)] passage-major."""
 
     prompts: PromptSet
     scorers: tuple[str, ...]
-
-    def __call__(self, llm: LLMBackend, pairs: list[tuple[str, list[str]]]) -> list[dict[str, list[float]]]:
-        return score_candidates(llm, self.prompts, pairs, scorers=self.scorers)
-
-
-@dataclass(frozen=True)
-class _PassageCall:
-    """One shard of the passage schedule: (passage text, [queries]) (picklable for remote workers)."""
-
-    prompts: PromptSet
-    scorers: tuple[str, ...]
+    passage_major: bool
 
     def __call__(self, llm: LLMBackend, work: list[tuple[str, list[str]]]) -> list[dict[str, list[float]]]:
-        return score_passages(llm, self.prompts, work, scorers=self.scorers)
+        score = score_passages if self.passage_major else score_candidates
+        return score(llm, self.prompts, work, scorers=self.scorers)
 
 
 @dataclass(frozen=True)
@@ -118,7 +110,7 @@ def score_table(
                     for j in range(len(candidates[qi][0]))]
 
         items: list[int] = list(range(len(queries)))
-        work = LLMShardWork(llm, request, _QueryCall(prompts, scorers), finish)
+        work = LLMShardWork(llm, request, _ScoreCall(prompts, scorers, passage_major=False), finish)
         desc, unit = "score (query-major)", "query"
     elif schedule == "passage":
         # passage -> [(query, position among its candidates)], queries ascending: a pure function of the work
@@ -136,7 +128,7 @@ def score_table(
             return [record(qi, j, s, k) for c, s in zip(batch, scored, strict=True)
                     for k, (qi, j) in enumerate(readers[c])]
 
-        work = LLMShardWork(llm, request, _PassageCall(prompts, scorers), finish)
+        work = LLMShardWork(llm, request, _ScoreCall(prompts, scorers, passage_major=True), finish)
         desc, unit = "score (passage-major)", "passage"
     else:
         raise ValueError(f"unknown scoring schedule {schedule!r}; valid: 'passage', 'query'")

@@ -114,6 +114,10 @@ def test_llamacpp_prompt_share_plan():
     """Which consecutive prompts decode their common leading tokens once: the fewest padded decode rows."""
     from gecko_distill.llm.llamacpp import _share_groups
 
+    from gecko_distill.llm.llamacpp_engine import PAD, TILE_ROWS
+
+    plan = _share_groups
+    _share_groups = lambda toks: plan(toks, TILE_ROWS)  # noqa: E731 - the cost model of 64-row calls
     passage, other = list(range(250)), list(range(1000, 1030))
     qs = [passage + [1, 2], passage + [3, 4], passage + [5]]  # three prompts of one passage
     assert _share_groups(qs + [other, [7]]) == [(0, 3, 250), (3, 4, 0), (4, 5, 0)]
@@ -123,3 +127,6 @@ def test_llamacpp_prompt_share_plan():
     assert _share_groups([passage, passage]) == [(0, 2, 249)]  # a member keeps a token of its own
     assert _share_groups([[1, 2, 3], [1, 2, 4]]) == [(0, 1, 0), (1, 2, 0)]  # a short run is not worth a call
     assert _share_groups([]) == [] and _share_groups([[], []]) == [(0, 1, 0), (1, 2, 0)]
+    # 8-row calls (the default engine, flash attention off): sharing pays sooner, a 2-token tail costs 8 rows
+    assert plan([short + [1], short + [2]], PAD) == [(0, 2, 110)]
+    assert plan([[1, 2, 3], [1, 2, 4]], PAD) == [(0, 1, 0), (1, 2, 0)]  # 8 + 2 x 8 > 2 x 8
