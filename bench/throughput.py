@@ -29,7 +29,7 @@ excluded). Generation time is reported separately. Stage outputs go to ``--work`
 generated queries (delete the folder to time the generation again) and always scores afresh.
 The last line is ``ratio: new/old=R`` (old seconds per row / new seconds per row).
 
-    python bench/throughput.py                 # 500 passages, top-20 (~38 min on an idle 2-core CPU)
+    python bench/throughput.py                 # 500 passages, top-20 (53 min on an idle 2-core CPU, 43 on a rerun)
     python bench/throughput.py --passages 100 --qpp-passages 16 --old-sample 8   # smoke run, ~6 min
 """
 
@@ -142,7 +142,7 @@ def main() -> None:
     cands = {r["query"]: [c["text"] for c in r["candidates"]] for r in res.rows}
     pairs = [(q.query, [truncate_words(t, args.passage_words) for t in cands[q.query]]) for q in queries]
     new_tok = _tokens(new_llm, prompts, pairs, passage_major=True) / n_rows
-    print(f"new (passage-major, packed): {n_rows} rows, {n_rows * args.top_k} pairs in {new_s:.0f} s: "
+    print(f"new (passage-major, new engine): {n_rows} rows, {n_rows * args.top_k} pairs in {new_s:.0f} s: "
           f"{new_per_row:.2f} s/row, {3600 / new_per_row:.0f} rows/hour, {new_tok:.0f} tokens/row")
 
     # 3. old path on a seeded sample of the same queries and candidates
