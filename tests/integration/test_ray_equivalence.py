@@ -45,9 +45,9 @@ def _config(out: Path, executor: str) -> PipelineConfig:
         "ray": {"num_workers": 2, "num_cpus_per_worker": 1},
         "llm": {"n_threads": 1},
         "corpus": {"path": "demo:gensim-wiki", "limit": 100},
-        # 2 shards of generation and 3+ of the scores table (3 queries x 3 candidates, passage-major, 2 passages
+        # 2 shards of generation (6 passages: the round-trip filter and rejects leave >= 3 queries) and 3+ of the scores table (3 queries x 3 candidates, passage-major, 2 passages
         # a shard): both actors get work, and shards land out of order.
-        "generation": {"num_passages": 4, "batch_size": 2, "max_passage_words": 60, "max_new_tokens": 48},
+        "generation": {"num_passages": 6, "batch_size": 3, "max_passage_words": 60, "max_new_tokens": 48},
         "mining": {"num_neighbours": 3, "passages_per_shard": 2, "max_queries": 3, "max_passage_words": 40},
     })
 
