@@ -36,6 +36,7 @@ The last line is ``ratio: new/old=R`` (old seconds per row / new seconds per row
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -75,10 +76,7 @@ def _mine(queries, passages, llm, embedder, out: Path, args, *, schedule: str = 
     t = time.perf_counter()
     res = mine(queries, passages, embedder=embedder, llm=llm, config=cfg, out_dir=out, progress=True)
     wall = time.perf_counter() - t
-    scored = res.path / "scores" / "manifest.json"
-    import json
-
-    m = json.loads(scored.read_text())
+    m = json.loads((res.path / "scores" / "manifest.json").read_text())
     return res, m["elapsed_s"] or wall
 
 

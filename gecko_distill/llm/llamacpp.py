@@ -20,7 +20,7 @@ How ``loglik`` avoids wasted work (issue 5; measured numbers in docs/performance
 cache (prefix + context + continuation in one sequence). Both paths give bit-identical log-probs because
 (a) every decode call is padded so that each row takes the same ggml kernel path (see
 :mod:`gecko_distill.llm.llamacpp_engine`), and (b) an item's KV cells sit right after its prefix at cell 0,
-as in the plain path: ggml's tiled attention sums over 64-cell blocks, and with this model a different
+as in the plain path: attention sums over the cells in kernel-chosen blocks, and with this model a different
 cell layout moves a log-prob by ~0.01-0.1 nats (measured with continuations packed side by side into one
 call: all but the first differed at that level, so they are not packed). Every branch therefore sits right
 after its parent's cells, as in the plain path: a score is bit-identical whether its passage was decoded

@@ -60,14 +60,10 @@ class ScoreTable:
 
     def per_query(self) -> list[dict[str, list[float]]]:
         """Per query: scorer -> scores in candidate order (the shape fusion and selection take)."""
-        out: list[dict[str, list[float]]] = [{} for _ in range(self.num_queries)]
         by_query: list[list[dict[str, Any]]] = [[] for _ in range(self.num_queries)]
-        for r in self.rows:
+        for r in sorted(self.rows, key=lambda r: r["rank_retriever"]):
             by_query[r["query_index"]].append(r)
-        for qi, rs in enumerate(by_query):
-            rs.sort(key=lambda r: r["rank_retriever"])
-            out[qi] = {s: [float(r[s]) for r in rs] for s in self.scorers}
-        return out
+        return [{s: [float(r[s]) for r in rs] for s in self.scorers} for rs in by_query]
 
 
 def score_table(
