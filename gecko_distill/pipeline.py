@@ -30,7 +30,7 @@ from gecko_distill.corpus import CorpusReport, read_corpus
 from gecko_distill.generation import GenerationResult, generate
 from gecko_distill.llm import CachedLLM, load_llm
 from gecko_distill.mining import MiningResult, mine
-from gecko_distill.prompts import load_prompts
+from gecko_distill.prompts import prompts_for
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -96,9 +96,8 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True) -> PipelineRe
     timer = Timer()
     passages, corpus_report = timer.run("corpus", lambda: read_corpus(config.corpus))
     logger.info("corpus: %d passages (%d rows read)", len(passages), corpus_report.rows_read)
-    prompts = load_prompts(config.generation.prompts)
-
     llm = timer.run("load models", lambda: CachedLLM(load_llm(config.llm), out / "llm-cache.sqlite"))
+    prompts = prompts_for(llm, config.generation.prompts)
     gen = timer.run("generate", lambda: _executor(config).generate(
         passages, llm, config.generation, out_dir=out / "generation", prompts=prompts, progress=progress))
     embedder = timer.run("load models", lambda: load_seed_embedder(config.embedder))

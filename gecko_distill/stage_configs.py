@@ -59,6 +59,11 @@ class LLMConfig(StrictModel):
     model: str = Field("gemma3-270m", description="'gemma3-270m' / 'smollm2-135m' (packaged GGUF), a local "
                        "path (GGUF file or HF folder), or a hub name.")
     model_file: str | None = Field(None, description="GGUF file name inside a hub repo or folder.")
+    prompt_style: Literal["completion", "chat"] = Field(
+        "completion", description="'completion' (default): few-shot completion prompts, for base LLMs "
+        "(the packaged ones); 'chat': the same instructions and examples as conversation turns in the model's own "
+        "chat template (from the GGUF or tokenizer), for instruction-tuned LLMs; relevance is then the "
+        "assistant's Yes/No answer, query likelihood still log P(query | passage) (docs/labeller.md).")
     n_ctx: int = Field(2048, ge=128, description="Context window (llamacpp).")
     n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores).")
     n_batch: int = Field(512, ge=8, description="Tokens per llama.cpp decode call.")

@@ -29,10 +29,10 @@ def _fail(e: Exception) -> None:
 
 
 def _pipeline_config(config_file: Path | None, llm: str | None, llm_backend: str | None,
-                     mining: dict[str, Any]) -> PipelineConfig:
+                     mining: dict[str, Any], prompt_style: str | None = None) -> PipelineConfig:
     """A TOML config (optional) overlaid with the flags actually given."""
-    return load_table(config_file, PipelineConfig,
-                      overrides={"llm": {"model": llm, "backend": llm_backend}, "mining": mining})
+    return load_table(config_file, PipelineConfig, overrides={
+        "llm": {"model": llm, "backend": llm_backend, "prompt_style": prompt_style}, "mining": mining})
 
 
 def _render(report: Any, title: str) -> None:
@@ -61,7 +61,7 @@ def _rerank(data: Path, split: str | None, queries: int, top_k: int, task: str |
     from gecko_distill.corpus.eval_sets import RetrievalSet, load_eval_set
     from gecko_distill.embedding.task_strings import task_string_for
     from gecko_distill.labelling.rerank_check import evaluate_reranker, first_stage
-    from gecko_distill.prompts import load_prompts
+    from gecko_distill.prompts import prompts_for
 
     ds = load_eval_set(data, kind="retrieval", split=split, limit=queries, seed=seed)
     assert isinstance(ds, RetrievalSet)
@@ -69,7 +69,7 @@ def _rerank(data: Path, split: str | None, queries: int, top_k: int, task: str |
                         top_k=top_k, cache_dir=cache.parent if cache is not None else None,
                         batch_size=cfg.embedder.batch_size)
     llm = _open_llm(cfg, cache)
-    return evaluate_reranker(cands, llm, load_prompts(cfg.generation.prompts), cfg.mining, progress=progress)
+    return evaluate_reranker(cands, llm, prompts_for(llm, cfg.generation.prompts), cfg.mining, progress=progress)
 
 
 def _write(out: Path | None, data: Path, cfg: PipelineConfig, rep: Any, raw: list[dict[str, list[float]]]) -> None:
@@ -92,6 +92,8 @@ def register(app: typer.Typer) -> None:
                                                  "the set, e.g. 'fact checking' for SciFact).")] = None,
         llm: Annotated[str | None, typer.Option(help="LLM (packaged alias, GGUF path or hub name).")] = None,
         llm_backend: Annotated[str | None, typer.Option("--llm-backend", help="llamacpp|transformers|openai|vllm")] = None,
+        prompt_style: Annotated[str | None, typer.Option("--prompt-style", help="completion (base LLMs) | chat "
+                                "(instruction-tuned LLMs: the model's chat template; docs/labeller.md).")] = None,
         scorers: Annotated[str | None, typer.Option(help="Comma-separated LLM scorers (default: the config's).")] = None,
         max_passage_words: Annotated[int | None, typer.Option(help="Cut candidates to this many words.")] = None,
         config: Annotated[Path | None, typer.Option(help="Pipeline TOML: its [llm] and [mining] settings apply.")] = None,
@@ -105,7 +107,8 @@ def register(app: typer.Typer) -> None:
         each beside the first stage."""
         try:
             cfg = _pipeline_config(config, llm, llm_backend, {
-                "scorers": scorers.split(",") if scorers else None, "max_passage_words": max_passage_words})
+                "scorers": scorers.split(",") if scorers else None, "max_passage_words": max_passage_words},
+                prompt_style)
             rep, raw = _rerank(data, split, queries, top_k, task, cfg, cache, seed, progress)
         except GeckoDistillError as e:
             _fail(e)
@@ -124,6 +127,8 @@ def register(app: typer.Typer) -> None:
         top_k: Annotated[int | None, typer.Option(help="Candidates per query (default: mining.num_neighbours).")] = None,
         llm: Annotated[str | None, typer.Option(help="LLM (packaged alias, GGUF path or hub name).")] = None,
         llm_backend: Annotated[str | None, typer.Option("--llm-backend", help="llamacpp|transformers|openai|vllm")] = None,
+        prompt_style: Annotated[str | None, typer.Option("--prompt-style", help="completion (base LLMs) | chat "
+                                "(instruction-tuned LLMs: the model's chat template; docs/labeller.md).")] = None,
         config: Annotated[Path | None, typer.Option(help="Pipeline TOML: its [llm] and [mining] settings apply.")] = None,
         cache: Annotated[Path | None, typer.Option(help="SQLite LLM cache (share it with the run to reuse scores).")] = None,
         out: Annotated[Path | None, typer.Option(help="Write the labelled check's report as JSON here.")] = None,
@@ -137,7 +142,7 @@ def register(app: typer.Typer) -> None:
             _fail(ConfigError("--queries needs --corpus: the corpus the queries were generated from"))
         worse = False
         try:
-            cfg = _pipeline_config(config, llm, llm_backend, {})
+            cfg = _pipeline_config(config, llm, llm_backend, {}, prompt_style)
             k = top_k or cfg.mining.num_neighbours
             if data is not None:
                 from gecko_distill.labelling.rerank_check import labeller_warnings
@@ -172,7 +177,7 @@ def _seed_check(cfg: PipelineConfig, corpus: str | None, generated: Path, sample
     from gecko_distill.corpus import read_corpus
     from gecko_distill.generation import load_task_queries
     from gecko_distill.mining import mine
-    from gecko_distill.prompts import load_prompts
+    from gecko_distill.prompts import prompts_for
 
     mcfg = cfg.mining.model_copy(update={"fusion": "auto", "auto_sample": sample, "max_queries": sample,
                                          "num_neighbours": k, "auto_labelled": None})
@@ -180,8 +185,9 @@ def _seed_check(cfg: PipelineConfig, corpus: str | None, generated: Path, sample
     passages, _ = read_corpus(ccfg)
     gen = load_task_queries(generated)
     with tempfile.TemporaryDirectory(prefix="gecko-check-") as tmp:
-        res = mine(gen.queries, passages, embedder=load_seed_embedder(cfg.embedder), llm=_open_llm(cfg, cache),
-                   config=mcfg, out_dir=Path(tmp) / "fret", prompts=load_prompts(cfg.generation.prompts),
+        llm = _open_llm(cfg, cache)
+        res = mine(gen.queries, passages, embedder=load_seed_embedder(cfg.embedder), llm=llm,
+                   config=mcfg, out_dir=Path(tmp) / "fret", prompts=prompts_for(llm, cfg.generation.prompts),
                    progress=progress, **embed_options(cfg.embedder))
     plan = res.summary["auto_fusion"]
     t = Table(title=f"seed agreement on {plan['sample_size']} generated queries, top-{k}, LLM {cfg.llm.model}")

@@ -22,7 +22,7 @@ from gecko_distill.errors import InputError, ParseError
 from gecko_distill.generation.parsing import REJECT_REASONS, parse_task_query
 from gecko_distill.generation.sampling import assign_task_types, sample_seeds
 from gecko_distill.llm.base import GenerationParams, LLMBackend
-from gecko_distill.prompts import PromptSet, load_prompts
+from gecko_distill.prompts import PromptSet, prompts_for
 from gecko_distill.records import Passage, TaskQuery
 from gecko_distill.stage_configs import GenerationConfig
 
@@ -87,7 +87,7 @@ def generate(
     ``shard_runner`` runs the LLM calls elsewhere (e.g. a Ray actor pool, see ``gecko_distill.executors``);
     the default runs them here. Either way the shard plan and the rows are the same.
     """
-    prompts = prompts or load_prompts(config.prompts)
+    prompts = prompts or prompts_for(llm, config.prompts)
     stage = StageDir(Path(out_dir), "generation")
     fp = _fingerprint(passages, llm, config, prompts)
     if stage.is_complete(fp):

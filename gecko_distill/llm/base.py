@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["GenerationParams", "LLMBackend", "LoglikRequest", "LoglikResult"]
+__all__ = ["ChatTemplate", "GenerationParams", "hf_chat_template", "LLMBackend", "LoglikRequest", "LoglikResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,28 @@ class LoglikResult:
     @property
     def mean(self) -> float:
         return self.logprob / max(self.num_tokens, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTemplate:
+    """An instruction-tuned model's chat template (Jinja source, from the GGUF or the tokenizer) and the
+    special-token texts it may refer to. Backends built with ``llm.prompt_style = "chat"`` expose it as
+    ``chat_template``; :func:`gecko_distill.prompts.prompts_for` renders the prompts with it."""
+
+    source: str
+    bos_token: str = ""
+    eos_token: str = ""
+
+
+def hf_chat_template(tokenizer: object) -> ChatTemplate | None:
+    """A Hugging Face tokenizer's default chat template (transformers, vLLM), or None."""
+    src = getattr(tokenizer, "chat_template", None)
+    if isinstance(src, dict):  # named templates: the default one
+        src = src.get("default")
+    if not src:
+        return None
+    return ChatTemplate(str(src), getattr(tokenizer, "bos_token", None) or "",
+                        getattr(tokenizer, "eos_token", None) or "")
 
 
 @runtime_checkable

@@ -45,6 +45,14 @@ class CachedLLM:
     def fingerprint(self) -> str:
         return self.backend.fingerprint
 
+    @property
+    def prompt_style(self) -> str:
+        return getattr(self.backend, "prompt_style", "completion")
+
+    @property
+    def chat_template(self) -> object:
+        return getattr(self.backend, "chat_template", None)
+
     def _get_many(self, keys: list[str]) -> dict[str, str]:
         out: dict[str, str] = {}
         with self._lock:

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gecko_distill.errors import BackendError, BackendUnavailable
-from gecko_distill.llm.base import GenerationParams, LoglikRequest, LoglikResult
+from gecko_distill.llm.base import ChatTemplate, GenerationParams, LoglikRequest, LoglikResult
 from gecko_distill.llm.llamacpp_engine import PAD, TILE_ROWS, LlamaEngine, log_softmax_at
 from gecko_distill.llm.model_files import download_gguf, file_identity, resolve_model_source
 
@@ -87,8 +87,12 @@ class LlamaCppBackend:
         flash_attn: bool = False,
         share_prompt_prefix: bool = True,
         n_gpu_layers: int = 0,
+        prompt_style: str = "completion",
     ) -> None:
         self.path = Path(model_path)
+        # chat prompts write the template's control tokens as text ("<|im_end|>"): parse them in every part
+        self.prompt_style = prompt_style
+        self._special = prompt_style == "chat"
         if not self.path.is_file():
             raise BackendUnavailable(f"GGUF file not found: {self.path}")
         self.n_ctx = n_ctx
@@ -102,7 +106,8 @@ class LlamaCppBackend:
         self._active: tuple[int, ...] | None = None  # the prefix now in sequence 0
         self._lock = threading.Lock()
         # llama.cpp's kernels (and so the last digits of a score) change between releases: part of the identity
-        self._fingerprint = f"llamacpp:{file_identity(self.path)}:{self._engine.version}:{self._engine.numerics}"
+        self._fingerprint = f"llamacpp:{file_identity(self.path)}:{self._engine.version}:{self._engine.numerics}" + (
+            ":chat" if self._special else "")
         logger.info("llama.cpp backend: %s (kv=%d cells, %d threads)", self.path.name,
                     self._engine.kv_size, self._engine.n_threads)
 
@@ -119,11 +124,19 @@ class LlamaCppBackend:
                 raise BackendUnavailable(f"llm.model {cfg.model!r} is a hub repo: set llm.model_file to the "
                                          "GGUF file name in it (e.g. 'gemma-3-270m-Q4_K_M.gguf')")
             path = download_gguf(src.repo, src.filename)
-        return cls(path, n_ctx=cfg.n_ctx, n_batch=cfg.n_batch, n_threads=cfg.n_threads)
+        return cls(path, n_ctx=cfg.n_ctx, n_batch=cfg.n_batch, n_threads=cfg.n_threads,
+                   prompt_style=cfg.prompt_style)
 
     @property
     def fingerprint(self) -> str:
         return self._fingerprint
+
+    @property
+    def chat_template(self) -> ChatTemplate | None:
+        """The GGUF's chat template (for ``llm.prompt_style = "chat"``), or None."""
+        src = self._engine.chat_template()
+        eng = self._engine
+        return ChatTemplate(src, eng.special_text(eng.bos), eng.special_text(eng.eos)) if src else None
 
     def close(self) -> None:
         """Free the model and its context now."""
@@ -195,13 +208,13 @@ class LlamaCppBackend:
             counts = [0] * len(requests)
             groups: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
             for i, r in enumerate(requests):
-                cont = eng.tokenize(r.continuation)
+                cont = eng.tokenize(r.continuation, special=self._special)
                 counts[i] = len(cont)
                 if not cont:
                     continue
                 ctx = ctx_tokens.get(r.context)
                 if ctx is None:
-                    ctx = ctx_tokens[r.context] = tuple(eng.tokenize(r.context))
+                    ctx = ctx_tokens[r.context] = tuple(eng.tokenize(r.context, special=self._special))
                 total = len(ptoks) + len(ctx) + len(cont)
                 if total > self.n_ctx:
                     raise BackendError(
@@ -305,7 +318,7 @@ class LlamaCppBackend:
         with self._lock:
             eng = self._engine
             pre = self._ensure_prefix(self._prefix_tokens(prefix))
-            toks = [eng.tokenize(p) for p in prompts]
+            toks = [eng.tokenize(p, special=self._special) for p in prompts]
             for t in toks:
                 if pre.n_tokens + len(t) + params.max_tokens > self.n_ctx:
                     raise BackendError(f"prefix ({pre.n_tokens}) + prompt ({len(t)}) + max_tokens "

@@ -175,6 +175,19 @@ class LlamaEngine:
             out = self._pieces[token] = buf.raw[:n]
         return out
 
+    def special_text(self, token: int) -> str:
+        """The text of a control token as a chat template writes it ("<|im_start|>"); "" for none (-1)."""
+        if token < 0:
+            return ""
+        buf = ctypes.create_string_buffer(256)
+        n = self._lc.llama_token_to_piece(self.vocab, token, buf, 256, 0, True)
+        return buf.raw[:max(n, 0)].decode("utf-8", "replace")
+
+    def chat_template(self) -> str | None:
+        """The GGUF's default chat template (``tokenizer.chat_template``), or None when it has none."""
+        raw = self._lc.llama_model_chat_template(self.model, None)
+        return raw.decode("utf-8") if raw else None
+
     def is_eog(self, token: int) -> bool:
         return bool(self._lc.llama_vocab_is_eog(self.vocab, token))
 

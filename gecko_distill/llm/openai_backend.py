@@ -71,6 +71,12 @@ class OpenAIBackend:
             from gecko_distill.errors import ConfigError
 
             raise ConfigError("llm.backend = 'openai' needs llm.base_url (e.g. http://127.0.0.1:8000/v1)")
+        if cfg.prompt_style == "chat":
+            from gecko_distill.errors import ConfigError
+
+            raise ConfigError("llm.prompt_style = 'chat' is not supported by the openai backend (it sends completion "
+                              "prompts and cannot see the server's chat template); use 'completion', or serve the "
+                              "model's GGUF through llm.backend = 'llamacpp'")
         key = os.environ.get(cfg.api_key_env)
         if not key:
             logger.info("no API key in $%s: sending requests without Authorization", cfg.api_key_env)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from gecko_distill._batching import token_budget_batches
 from gecko_distill.errors import BackendError, BackendUnavailable
-from gecko_distill.llm.base import GenerationParams, LoglikRequest, LoglikResult
+from gecko_distill.llm.base import ChatTemplate, GenerationParams, LoglikRequest, LoglikResult, hf_chat_template
 
 if TYPE_CHECKING:
     from gecko_distill.stage_configs import LLMConfig
@@ -37,10 +37,14 @@ class TransformersBackend:
     """Wraps a ``(model, tokenizer)`` pair; build it with :meth:`from_config` or pass your own."""
 
     def __init__(self, model: Any, tokenizer: Any, *, name: str, batch_size: int = 8,
-                 batch_tokens: int = 4096, reuse_prefix: bool = True, generate_batch_size: int = 1) -> None:
+                 batch_tokens: int = 4096, reuse_prefix: bool = True, generate_batch_size: int = 1,
+                 prompt_style: str = "completion") -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.name = name
+        # Hugging Face tokenizers parse control tokens written as text ("<|im_end|>") in every part already;
+        # chat prompts only change the fingerprint
+        self.prompt_style = prompt_style
+        self.name = name + (":chat" if prompt_style == "chat" else "")
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
         self.reuse_prefix = reuse_prefix
@@ -107,11 +111,16 @@ class TransformersBackend:
         # primitives. On CPU, generation stays one prompt at a time (bit-stable, and no faster batched).
         return cls(model.to(device), tok, name=f"{name}:{str(dtype).removeprefix('torch.')}",
                    batch_size=64 if gpu else 8, batch_tokens=65536 if gpu else 4096,
-                   generate_batch_size=64 if gpu else 1)
+                   generate_batch_size=64 if gpu else 1, prompt_style=cfg.prompt_style)
 
     @property
     def fingerprint(self) -> str:
         return self.name
+
+    @property
+    def chat_template(self) -> ChatTemplate | None:
+        """The tokenizer's chat template (for ``llm.prompt_style = "chat"``), or None."""
+        return hf_chat_template(self.tokenizer)
 
     # --- tokens and the prefix cache ---------------------------------------------------------------
     def _ids(self, text: str, *, special: bool) -> list[int]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from gecko_distill.errors import BackendUnavailable
-from gecko_distill.llm.base import GenerationParams, LoglikRequest, LoglikResult
+from gecko_distill.llm.base import ChatTemplate, GenerationParams, LoglikRequest, LoglikResult, hf_chat_template
 
 if TYPE_CHECKING:
     from gecko_distill.stage_configs import LLMConfig
@@ -25,9 +25,10 @@ __all__ = ["VLLMBackend"]
 class VLLMBackend:
     """vLLM's offline engine (``vllm.LLM``); build it with :meth:`from_config` or pass your own ``LLM``."""
 
-    def __init__(self, llm: Any, *, name: str) -> None:
+    def __init__(self, llm: Any, *, name: str, prompt_style: str = "completion") -> None:
         self.llm = llm
-        self.name = name
+        self.prompt_style = prompt_style  # the tokenizer parses control tokens written as text
+        self.name = name + (":chat" if prompt_style == "chat" else "")
         self.tokenizer = llm.get_tokenizer()
 
     @classmethod
@@ -60,11 +61,16 @@ class VLLMBackend:
         except Exception as e:  # noqa: BLE001 - vLLM raises many types; all mean "cannot load here"
             raise BackendUnavailable(f"vLLM could not load {model!r} ({type(e).__name__}: {e}); it needs a "
                                      "CUDA GPU; GGUF files need a recent vLLM with the vllm-gguf-plugin") from e
-        return cls(llm, name=name)
+        return cls(llm, name=name, prompt_style=cfg.prompt_style)
 
     @property
     def fingerprint(self) -> str:
         return self.name
+
+    @property
+    def chat_template(self) -> ChatTemplate | None:
+        """The tokenizer's chat template (for ``llm.prompt_style = "chat"``), or None."""
+        return hf_chat_template(self.tokenizer)
 
     def generate(self, prompts: Sequence[str], *, prefix: str = "",
                  params: GenerationParams = GenerationParams()) -> list[str]:

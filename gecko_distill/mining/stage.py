@@ -34,7 +34,7 @@ from gecko_distill.labelling.rerank_check import first_stage, plan_on_qrels, sco
 from gecko_distill.llm.base import LLMBackend
 from gecko_distill.mining.scores import score_table
 from gecko_distill.mining.selection import select
-from gecko_distill.prompts import PromptSet, load_prompts
+from gecko_distill.prompts import PromptSet, prompts_for
 from gecko_distill.records import Passage, TaskQuery
 from gecko_distill.retrieval.corpus_embeddings import encode_corpus_streaming
 from gecko_distill.retrieval.neighbours import encode_texts, force_seed
@@ -93,7 +93,7 @@ def mine(
     pool, see ``gecko_distill.executors``); neighbour search and selection stay here, so the rows are the same
     either way.
     """
-    prompts = prompts or load_prompts()
+    prompts = prompts or prompts_for(llm)
     fmt: InputMode = embedder_format(embedder) if embed_format == "auto" else embed_format  # type: ignore[assignment]
     if not queries:
         raise InputError("mining got no queries: the generation stage produced none")

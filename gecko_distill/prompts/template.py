@@ -14,8 +14,9 @@ from typing import Any
 
 from gecko_distill.errors import ConfigError
 from gecko_distill.llm.base import LoglikRequest
+from gecko_distill.prompts.chat import ChatTemplate, chat_parts
 
-__all__ = ["PromptSet", "load_prompts"]
+__all__ = ["PromptSet", "load_prompts", "prompts_for"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class PromptSet:
     rc_item: str  # the relevance question that follows the query, e.g. "\nRelevant:"
     rc_positive: str
     rc_negative: str
+    chat: bool = False  # rendered with the LLM's chat template (prompts/chat.py): backends parse its special tokens
 
     @property
     def rc_prefix(self) -> str:
@@ -68,8 +70,12 @@ def _render(section: dict[str, Any], name: str) -> str:
     return "".join(parts)
 
 
-def load_prompts(path: str | Path | None = None) -> PromptSet:
-    """Load the packaged default prompts, or a TOML override file with the same keys."""
+def load_prompts(path: str | Path | None = None, *, chat_template: ChatTemplate | None = None) -> PromptSet:
+    """Load the packaged default prompts, or a TOML override file with the same keys.
+
+    With ``chat_template`` the same instructions and examples are laid out as conversation turns and rendered
+    with it (``llm.prompt_style = "chat"``, prompts/chat.py); the version gains a ``-chat`` suffix.
+    """
     if path is None:
         text = (importlib.resources.files("gecko_distill.prompts") / "default.toml").read_text(encoding="utf-8")
         src = "default.toml"
@@ -82,6 +88,8 @@ def load_prompts(path: str | Path | None = None) -> PromptSet:
     try:
         d = tomllib.loads(text)
         gen, ql, rc = d["generation"], d["query_likelihood"], d["relevance"]
+        if chat_template is not None:
+            return PromptSet(version=f"{d['version']}-chat", chat=True, **chat_parts(d, chat_template))
         return PromptSet(
             version=str(d["version"]),
             task_types=dict(d.get("task_types", {})),
@@ -95,3 +103,15 @@ def load_prompts(path: str | Path | None = None) -> PromptSet:
         )
     except (KeyError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"{src}: invalid prompt file ({e}); see gecko_distill/prompts/default.toml") from None
+
+
+def prompts_for(llm: object, path: str | Path | None = None) -> PromptSet:
+    """The prompts an LLM backend reads: completion prompts, or chat prompts rendered with the backend's own
+    template when it was built with ``llm.prompt_style = "chat"``."""
+    if getattr(llm, "prompt_style", "completion") != "chat":
+        return load_prompts(path)
+    template = getattr(llm, "chat_template", None)
+    if template is None:
+        raise ConfigError("llm.prompt_style = 'chat' but the LLM has no chat template (a base model, or a "
+                          "backend that does not expose one); use llm.prompt_style = 'completion'")
+    return load_prompts(path, chat_template=template)
