@@ -9,6 +9,11 @@ per-item scores (tested to 1e-3). Only the positions that predict a continuation
 projection (a boolean ``logits_to_keep``): full logits of a batch would be B x L x 262k floats with Gemma.
 Requests that share a context and have one-token continuations (" Yes" / " No") share one row.
 
+Context sharing (passage-major scoring, issue 13): when several requests continue the same context (every query
+that retrieved a passage, for QL and RC), the context is run once on the prefix's cache and each continuation
+runs on a copy of *that* cache, so a passage costs its tokens once instead of once per request
+(``share_context=False``: every request runs its context again, the previous path).
+
 Safety: weights load from safetensors (a folder without them falls back to transformers' weights-only
 loader, with a warning); ``trust_remote_code`` is passed only when the config turns it on.
 """
@@ -38,7 +43,7 @@ class TransformersBackend:
 
     def __init__(self, model: Any, tokenizer: Any, *, name: str, batch_size: int = 8,
                  batch_tokens: int = 4096, reuse_prefix: bool = True, generate_batch_size: int = 1,
-                 prompt_style: str = "completion") -> None:
+                 prompt_style: str = "completion", share_context: bool = True) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         # Hugging Face tokenizers parse control tokens written as text ("<|im_end|>") in every part already;
@@ -48,6 +53,7 @@ class TransformersBackend:
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
         self.reuse_prefix = reuse_prefix
+        self.share_context = share_context
         self.generate_batch_size = generate_batch_size
         self._bool_keep = True  # does this model take a boolean logits_to_keep? (see _kept_logits)
         # padding id for batches: padded positions are masked (and, right-padded, come after every real token)
@@ -157,12 +163,23 @@ class TransformersBackend:
             if r.context not in ctx_ids:
                 ctx_ids[r.context] = self._ids(r.context, special=False)
         scores = [0.0] * len(requests)
+        longest = len(pids) + max((len(ctx_ids[r.context]) + len(c) for r, c in zip(requests, cont_ids,
+                                                                                     strict=True)), default=0)
+        # reuse the prefix's KV cache unless a row would pass a sliding window (then run rows whole)
+        reuse = self.reuse_prefix and not (self._window and longest > self._window)
+        # A context that several requests continue (passage-major scoring: every query that retrieved the
+        # passage, QL and RC) is run once and its KV cache shared by their continuations.
+        by_ctx: dict[str, list[int]] = {}
+        for i, (r, cont) in enumerate(zip(requests, cont_ids, strict=True)):
+            if cont and ctx_ids[r.context]:
+                by_ctx.setdefault(r.context, []).append(i)
+        shared_ctx = {c: idx for c, idx in by_ctx.items() if len(idx) > 1} if reuse and self.share_context else {}
         # Rows to run: (tokens, {row position: [(request, target token)]}) -- a row holds one request, or
         # every one-token continuation of one context.
         rows: list[tuple[list[int], dict[int, list[tuple[int, int]]]]] = []
         shared: dict[str, int] = {}
         for i, (r, cont) in enumerate(zip(requests, cont_ids, strict=True)):
-            if not cont:
+            if not cont or r.context in shared_ctx:
                 continue
             ctx = ctx_ids[r.context]
             if len(cont) == 1 and ctx and r.context in shared:
@@ -176,10 +193,43 @@ class TransformersBackend:
                 _, last = self._prefix(pids) if self.reuse_prefix else (None, self._last_logits(pids))
                 scores[i] += float(torch.log_softmax(last, -1)[cont[0]])
         with torch.no_grad():
-            longest = len(pids) + max((len(t) for t, _ in rows), default=0)
-            # reuse the prefix's KV cache unless a row would pass a sliding window (then run rows whole)
-            self._run_rows(pids, rows, scores, reuse=self.reuse_prefix and not (self._window and longest > self._window))
+            self._run_rows(pids, rows, scores, reuse=reuse)
+            for c, idx in shared_ctx.items():
+                self._run_context(pids, ctx_ids[c], [(i, cont_ids[i]) for i in idx], scores)
         return [LoglikResult(s, len(c)) for s, c in zip(scores, cont_ids, strict=True)]
+
+    def _run_context(self, pids: list[int], ctx: list[int], conts: list[tuple[int, list[int]]],
+                     scores: list[float]) -> None:
+        """Run ``ctx`` once on a copy of the prefix's KV cache, then every continuation on copies of that
+        cache (right-padded rows, positions after the context). The context's last logits score each
+        continuation's first token; a continuation's own positions score the rest."""
+        import torch
+
+        dev, p = self.model.device, len(pids)
+        kv = copy.deepcopy(self._prefix(pids)[0])
+        out = self.model(input_ids=torch.tensor([ctx], device=dev), past_key_values=kv, use_cache=True,
+                         position_ids=torch.arange(p, p + len(ctx), device=dev)[None], logits_to_keep=1)
+        first = torch.log_softmax(out.logits[0, -1].float(), -1)
+        kv = out.past_key_values
+        rows: list[tuple[list[int], dict[int, list[tuple[int, int]]]]] = []
+        for i, cont in conts:
+            scores[i] += float(first[cont[0]])
+            if len(cont) > 1:
+                rows.append((cont[:-1], {j: [(i, cont[j + 1])] for j in range(len(cont) - 1)}))
+        q = p + len(ctx)
+        for batch in self._batches(rows):
+            longest = max(len(t) for t, _ in batch)
+            ids = torch.tensor([t + [self._pad] * (longest - len(t)) for t, _ in batch], device=dev)
+            mask = torch.tensor([[1] * (q + len(t)) + [0] * (longest - len(t)) for t, _ in batch], device=dev)
+            keep, wanted = self._targets(batch, longest, 0)
+
+            def inputs(ids=ids, mask=mask, n=len(batch)) -> dict[str, Any]:
+                cache = copy.deepcopy(kv)
+                cache.batch_repeat_interleave(n)
+                return {"input_ids": ids, "attention_mask": mask, "past_key_values": cache, "use_cache": True,
+                        "position_ids": torch.arange(q, q + ids.shape[1], device=dev).expand(n, -1)}
+
+            self._add(self._kept_logits(keep, inputs), wanted, scores)
 
     def _last_logits(self, pids: list[int]) -> Any:
         import torch

@@ -132,3 +132,34 @@ def test_models_without_boolean_logits_to_keep_score_the_same(tiny, tok):
         b._bool_keep = False
         for r, x in zip(REQS, b.loglik(REQS, prefix=PREFIX), strict=True):
             assert abs(x.logprob - _reference(tiny, tok, PREFIX, r)) < 1e-3
+
+
+def test_shared_contexts_run_once_and_score_as_naive(tiny, tok):
+    """Passage-major requests (several queries per passage, QL and RC labels): each context runs once and its
+    cache serves every continuation; scores equal the textbook reference."""
+    from gecko_distill.llm.transformers_backend import TransformersBackend
+
+    ctx_a, ctx_b = "passage: rivers carry sediment to the sea", "passage: bees dance to share where food is"
+    reqs = [LoglikRequest(c, q) for c in (ctx_a, ctx_b)
+            for q in (" why do deltas grow", " why do deltas grow relevant: yes", " how do bees talk", " yes")]
+    reqs.append(LoglikRequest("passage: alone", " a context with one request"))
+    seen = []
+
+    def count(_module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        seen.append(int(ids.numel()))
+
+    handle = tiny.register_forward_pre_hook(count, with_kwargs=True)
+    try:
+        got = {}
+        for share in (True, False):
+            seen.clear()
+            be = TransformersBackend(tiny, tok, name="tiny", batch_size=3, share_context=share)
+            got[share] = (be.loglik(reqs, prefix=PREFIX), sum(seen))
+    finally:
+        handle.remove()
+    for r, x, y in zip(reqs, got[True][0], got[False][0], strict=True):
+        ref = _reference(tiny, tok, PREFIX, r)
+        assert abs(x.logprob - ref) < 1e-3 and abs(y.logprob - ref) < 1e-3
+        assert x.num_tokens == y.num_tokens
+    assert got[True][1] < got[False][1]  # fewer tokens through the model with shared contexts
