@@ -145,7 +145,7 @@ def register(app: typer.Typer) -> None:
             cfg = _pipeline_config(config, llm, llm_backend, {}, prompt_style)
             k = top_k or cfg.mining.num_neighbours
             if data is not None:
-                from gecko_distill.labelling.rerank_check import labeller_warnings
+                from gecko_distill.labelling.rerank_check import labeller_advice, labeller_warnings
 
                 rep, raw = _rerank(data, None, sample, k, None, cfg, cache, 42, progress)
                 _render(rep, f"labeller check on {data.name}: {rep.num_queries} labelled queries, top-{rep.top_k}, "
@@ -156,6 +156,7 @@ def register(app: typer.Typer) -> None:
                     console.print(f"note: fusion=auto is judged on 8 or more queries (--sample {sample})")
                 for w in labeller_warnings(rep, configured=configured):
                     console.print(f"[bold yellow]warning:[/] {escape(w)}")
+                console.print(f"[bold]advice:[/] {escape(labeller_advice(rep))}")
                 worse = m is not None and m["ndcg_at_10"] < rep.metrics["first_stage"]["ndcg_at_10"]
                 _write(out, data, cfg, rep, raw)
             if generated is not None:

@@ -280,3 +280,29 @@ def labeller_warnings(report: RerankReport, *, configured: str | None = None) ->
         out.append(f"{name}{tag}: nDCG@10 {m['ndcg_at_10']:.3f} < first stage {base:.3f} on {report.num_queries} "
                    f"queries: relabelling with it would make positives worse than the retriever's")
     return out
+
+
+def labeller_advice(report: RerankReport) -> str:
+    """What to set, from the measured rankings (issue 16; the table behind it is in docs/labeller.md).
+
+    Measured so far: the 135M/270M base models and the 0.5B instruct model (completion prompts) rank with RC
+    worse than the retriever, and their QL is within a few hundredths of it; Gecko's RRF gain came from a large
+    LLM. So the advice names the signals that beat the first stage on the user's own labelled queries.
+    """
+    base = report.metrics["first_stage"]["ndcg_at_10"]
+    score = {n: report.metrics[n]["ndcg_at_10"] for n in ("ql", "rc", "rrf") if n in report.metrics}
+    good = {n: v for n, v in score.items() if v > base}
+    n = report.num_queries
+    if not good:
+        return (f"no LLM signal beats the retriever ({base:.3f}) on these {n} queries: keep the seed passages as "
+                "positives (mining.positive_policy = \"seed\") and filter queries by round trip "
+                "(mining.round_trip_k = 3), or use a larger or instruction-tuned LLM (with llm.prompt_style = "
+                "\"chat\"); docs/labeller.md has the table by model size")
+    best = max(good, key=good.get)
+    if best == "rrf" or ("ql" in good and "rc" in good):
+        return (f"both signals beat the retriever: mining.scorers = [\"ql\", \"rc\"] with fusion = \"rrf\" "
+                f"(Gecko's setting) or \"auto\" (weights by skill); best here: {best} {good[best]:.3f} vs {base:.3f}")
+    other = "rc" if best == "ql" else "ql"
+    return (f"only {best.upper()} beats the retriever ({good[best]:.3f} vs {base:.3f}; {other.upper()} "
+            f"{score.get(other, float('nan')):.3f}): mining.scorers = [\"{best}\"], fusion = \"{best}\" "
+            f"(or \"auto\", which drops {other.upper()} on its own check)")
