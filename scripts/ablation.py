@@ -10,7 +10,7 @@ and MRPC go through ``gecko-distill evaluate`` (mteb's protocols) as regression 
         --recipes docs/experiments/ablation.toml --out runs/ablation [--only NAME ...]
 
 ``--recipes`` is a TOML file of ``[recipe.NAME]`` tables of ``[training]`` keys (``domain`` picks the FRet
-set). Results land in ``OUT/results.jsonl`` (one row per recipe x task x dim, appended as they finish, so an
+set; ``model = "DIR"`` evaluates an already trained model instead of training one). Results land in ``OUT/results.jsonl`` (one row per recipe x task x dim, appended as they finish, so an
 interrupted run resumes) and ``OUT/table.md``.
 """
 
@@ -186,7 +186,14 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = args.out / "models" / name
         t0 = time.time()
         merge_from = spec.pop("merge_from", None)
-        if merge_from:  # WiSE-FT applied to an already trained recipe: same as training with merge_base
+        trained = spec.pop("model", None)
+        if trained:  # an already trained model (e.g. `gecko-distill run`'s <out_dir>/model): evaluate only
+            from types import SimpleNamespace
+
+            model_dir = Path(trained)
+            m = json.loads((model_dir / "manifest.json").read_text())
+            res = SimpleNamespace(rows=m["rows"], steps=m["summary"]["steps"])
+        elif merge_from:  # WiSE-FT applied to an already trained recipe: same as training with merge_base
             res = merged_copy(args.out / "models" / merge_from, model_dir, spec["merge_base"])
         else:
             res = train(fret, model_dir, config=TrainingConfig(show_progress=False, **spec))
