@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                        prompts=prompts_for(llm), progress=False)
         wall = time.time() - t0
         llm.close()
-        manifest = json.loads((out / "generation" / "manifest.json").read_text())
-        rows = [json.loads(x) for x in (out / "generation" / "generation.jsonl").read_text().splitlines()]
+        manifest = json.loads((out / "manifest.json").read_text())
+        rows = [json.loads(x) for x in (out / "generation.jsonl").read_text().splitlines()]
         tasks = [r["task"].strip() for r in rows]
         res = {
             "llm": spec, "passages": args.passages, "accepted": len(rows) / args.passages,
