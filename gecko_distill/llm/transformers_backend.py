@@ -216,20 +216,7 @@ class TransformersBackend:
             scores[i] += float(first[cont[0]])
             if len(cont) > 1:
                 rows.append((cont[:-1], {j: [(i, cont[j + 1])] for j in range(len(cont) - 1)}))
-        q = p + len(ctx)
-        for batch in self._batches(rows):
-            longest = max(len(t) for t, _ in batch)
-            ids = torch.tensor([t + [self._pad] * (longest - len(t)) for t, _ in batch], device=dev)
-            mask = torch.tensor([[1] * (q + len(t)) + [0] * (longest - len(t)) for t, _ in batch], device=dev)
-            keep, wanted = self._targets(batch, longest, 0)
-
-            def inputs(ids=ids, mask=mask, n=len(batch)) -> dict[str, Any]:
-                cache = copy.deepcopy(kv)
-                cache.batch_repeat_interleave(n)
-                return {"input_ids": ids, "attention_mask": mask, "past_key_values": cache, "use_cache": True,
-                        "position_ids": torch.arange(q, q + ids.shape[1], device=dev).expand(n, -1)}
-
-            self._add(self._kept_logits(keep, inputs), wanted, scores)
+        self._score_rows(rows, scores, cache=kv, past=p + len(ctx), head=[])
 
     def _last_logits(self, pids: list[int]) -> Any:
         import torch
@@ -287,11 +274,17 @@ class TransformersBackend:
     def _run_rows(self, pids, rows, scores, *, reuse: bool) -> None:
         """Score rows in right-padded batches after the prefix: on a copy of the prefix's KV cache (positions
         continuing after it), or with the prefix run again in every row (exact under any attention pattern)."""
+        if reuse:
+            self._score_rows(rows, scores, cache=self._prefix(pids)[0], past=len(pids), head=[])
+        else:
+            self._score_rows(rows, scores, cache=None, past=0, head=pids)
+
+    def _score_rows(self, rows, scores, *, cache: Any, past: int, head: list[int]) -> None:
+        """Score rows in right-padded batches: ``head`` tokens run before each row, on a copy of ``cache``
+        (``past`` positions, repeated per row) when there is one."""
         import torch
 
-        cache = self._prefix(pids)[0] if reuse else None
-        head = [] if reuse else pids  # the tokens run in this call before each row
-        dev, p = self.model.device, len(pids)
+        dev, p = self.model.device, past + len(head)
         for batch in self._batches(rows):
             longest = max(len(t) for t, _ in batch)
             ids = torch.tensor([head + t + [self._pad] * (longest - len(t)) for t, _ in batch], device=dev)
@@ -304,7 +297,7 @@ class TransformersBackend:
                 kv = copy.deepcopy(cache)
                 kv.batch_repeat_interleave(n)
                 return {"input_ids": ids, "attention_mask": mask, "past_key_values": kv, "use_cache": True,
-                        "position_ids": torch.arange(p, p + ids.shape[1], device=dev).expand(n, -1)}
+                        "position_ids": torch.arange(past, past + ids.shape[1], device=dev).expand(n, -1)}
 
             self._add(self._kept_logits(keep, inputs), wanted, scores)
 

@@ -78,7 +78,6 @@ def _turn(role: str, content: str) -> dict[str, str]:
 def chat_parts(d: dict[str, Any], template: ChatTemplate) -> dict[str, str]:
     """The PromptSet fields for chat prompts, from a prompt file's sections (``d``: the parsed TOML)."""
     gen, ql, chat = d["generation"], d["query_likelihood"], d.get("chat", {})
-    names = dict(d.get("task_types", {}))
     # --- generation ---
     system = chat.get("generation_system", gen["instruction"]).strip()
     shots: list[dict[str, str]] = [_turn("system", system)]
@@ -111,5 +110,4 @@ def chat_parts(d: dict[str, Any], template: ChatTemplate) -> dict[str, str]:
         "rc_item": rc_item,
         "rc_positive": str(chat.get("positive_label", "Yes")),
         "rc_negative": str(chat.get("negative_label", "No")),
-        "task_types": names,  # type: ignore[dict-item]
     }

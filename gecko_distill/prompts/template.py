@@ -89,7 +89,8 @@ def load_prompts(path: str | Path | None = None, *, chat_template: ChatTemplate 
         d = tomllib.loads(text)
         gen, ql, rc = d["generation"], d["query_likelihood"], d["relevance"]
         if chat_template is not None:
-            return PromptSet(version=f"{d['version']}-chat", chat=True, **chat_parts(d, chat_template))
+            return PromptSet(version=f"{d['version']}-chat", chat=True, task_types=dict(d.get("task_types", {})),
+                             **chat_parts(d, chat_template))
         return PromptSet(
             version=str(d["version"]),
             task_types=dict(d.get("task_types", {})),
