@@ -147,11 +147,14 @@ class MiningConfig(StrictModel):
     # Default 'auto', not the paper's plain RRF: with the small LLMs that run on a CPU, RC ranks at chance
     # level on SciFact and RRF(QL, RC) is worse than QL alone (docs/labeller.md); 'auto' measures each signal
     # against the retriever on a sample and keeps both (weighted RRF) when a capable LLM earns it.
-    fusion: Literal["rrf", "ql", "rc", "auto"] = Field("auto", description="How to combine the rankings: RRF of "
-                                                       "the scorers, one signal alone, or 'auto' (default): check "
-                                                       "each signal against the retriever on a sample first and "
-                                                       "drop or down-weight the ones that do worse "
-                                                       "(docs/labeller.md).")
+    # 'none' is the LLM-free recipe (Promptagator/GPL-style seed positives): with the 270M default LLM the
+    # relabelling moved 5% of positives and changed nothing measurable, while it cost 60% of the CPU time that
+    # could generate more queries instead (docs/headline.md, "LLM scoring or more queries").
+    fusion: Literal["rrf", "ql", "rc", "auto", "none"] = Field(
+        "auto", description="How to combine the rankings: RRF of the scorers, one signal alone, 'auto' (default): "
+        "check each signal against the retriever on a sample first and drop or down-weight the ones that do "
+        "worse (docs/labeller.md), or 'none': no LLM scoring at all (scorers are not run): the seed passage "
+        "ranks first (its query was written from it), the rest keep the retriever's order.")
     auto_sample: int = Field(32, ge=4, description="fusion='auto': queries in the check sample (the first mined "
                              "queries, or queries of auto_labelled).")
     auto_labelled: str | None = Field(None, description="fusion='auto': a BEIR folder with qrels to check the "
@@ -191,8 +194,9 @@ class MiningConfig(StrictModel):
     @model_validator(mode="after")
     def _fusion_needs_its_scorers(self) -> MiningConfig:
         # Checked here, not when the fused ranking is first built (after the corpus is encoded).
-        if not self.scorers:
-            raise ValueError("scorers is empty: list at least one of 'ql', 'rc'")
+        if not self.scorers and self.fusion != "none":
+            raise ValueError("scorers is empty: list at least one of 'ql', 'rc', or set fusion = 'none' to mine "
+                             "without LLM scoring")
         if len(set(self.scorers)) != len(self.scorers):
             raise ValueError(f"scorers has duplicates: {self.scorers}")
         if self.fusion in ("ql", "rc") and self.fusion not in self.scorers:

@@ -5,6 +5,10 @@ top-N passages with the seed forced in, score every candidate with query likelih
 classification into the scores table (:mod:`.scores`, passage-major by default), fuse the rankings and
 select a positive and a hard negative. Every row keeps its audit trail: the seed, both ranks and scores,
 whether the positive moved, and every candidate's scores.
+
+``fusion = "auto"`` checks the signals on a sample first and scores the rest with the kept ones only;
+``fusion = "none"`` (and auto's fallback) asks the LLM nothing: the seed is the positive, the retriever orders
+the rest.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import logging
 import random
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +36,7 @@ from gecko_distill.labelling.auto_fusion import FusionPlan, plan_from_seed
 from gecko_distill.labelling.fusion import fuse, rank
 from gecko_distill.labelling.rerank_check import first_stage, plan_on_qrels, score_queries
 from gecko_distill.llm.base import LLMBackend
-from gecko_distill.mining.scores import score_table
+from gecko_distill.mining.scores import ScoreTable, score_table
 from gecko_distill.mining.selection import select
 from gecko_distill.prompts import PromptSet, prompts_for
 from gecko_distill.records import Passage, TaskQuery
@@ -108,7 +112,8 @@ def mine(
     select_keys = {"fusion", "auto_sample", "auto_labelled", "rrf_k", "weights", "positive_policy",
                    "negative_policy", "seed"}
     score_fp = fingerprint({
-        "stage": "scores", "config": config.model_dump(exclude=select_keys), "llm": llm.fingerprint,
+        "stage": "scores", "config": config.model_dump(exclude=select_keys),
+        "llm": None if config.fusion == "none" else llm.fingerprint,  # 'none' never calls the LLM
         "embedder": embedder_id(embedder), "embed_format": fmt,
         "queries": fingerprint([(q.passage_id, q.task_type, q.task, q.query) for q in queries]),
         "corpus": fingerprint([(p.id, p.title, p.text) for p in passages]),
@@ -160,7 +165,8 @@ def mine(
         seed_score = float(q_emb[qi] @ seed_vecs[qi])
         cand_lists.append(force_seed(nb.indices[qi].tolist(), nb.scores[qi].tolist(), seed, seed_score))
 
-    # Step 3: the LLM scores every (query, candidate) pair once, into the scores table (mining/scores.py).
+    # Step 3: the LLM scores every (query, candidate) pair once with each signal that fusion uses, into the
+    # scores table (mining/scores.py).
     cut: dict[int, str] = {}
 
     def passage_text(c: int) -> str:
@@ -168,20 +174,42 @@ def mine(
             cut[c] = truncate_words(passages[c].text, config.max_passage_words)
         return cut[c]
 
-    table = score_table(
-        StageDir(stage.path / "scores", "scores"), llm=llm, prompts=prompts, queries=[q.query for q in queries],
-        candidates=cand_lists, passage_ids=[p.id for p in passages], passage_text=passage_text,
-        scorers=tuple(config.scorers), schedule=config.schedule,
-        shard_size=config.passages_per_shard if config.schedule == "passage" else config.batch_size,
-        fingerprint=score_fp, progress=progress, runner=shard_runner)
-    scored = table.per_query()
+    def table_of(name: str, qidx: Sequence[int], signals: tuple[str, ...], fp: str) -> ScoreTable:
+        return score_table(
+            StageDir(stage.path / name, "scores"), llm=llm, prompts=prompts,
+            queries=[queries[qi].query for qi in qidx], candidates=[cand_lists[qi] for qi in qidx],
+            passage_ids=[p.id for p in passages], passage_text=passage_text, scorers=signals,
+            schedule=config.schedule,
+            shard_size=config.passages_per_shard if config.schedule == "passage" else config.batch_size,
+            fingerprint=fp, progress=progress, runner=shard_runner)
 
+    # fusion = "auto" decides before the main pass which signals earn their place, so that a signal it drops
+    # (RC with the packaged LLMs) is never computed for the other queries and a fallback asks the LLM nothing
+    # more: the check scores only its sample (``scores-sample/``, or the labelled set with auto_labelled).
     plan = None
-    if config.fusion == "auto":  # check the signals against the retriever before trusting them (auto_fusion.py)
-        sample = range(min(config.auto_sample, len(queries)))
+    signals = () if config.fusion == "none" else tuple(config.scorers)
+    sample_pairs = 0
+    if config.fusion == "auto":
+        sample = list(range(min(config.auto_sample, len(queries))))
+
+        def seed_sample() -> tuple[list[dict[str, list[float]]], list[int]]:
+            nonlocal sample_pairs
+            tab = table_of("scores-sample", sample, signals, fingerprint([score_fp, "sample", len(sample)]))
+            sample_pairs = len(tab.rows)
+            return tab.per_query(), [cand_lists[qi][0].index(by_id[queries[qi].passage_id]) for qi in sample]
+
         plan = _fusion_plan(stage.path, score_fp, config, llm=llm, prompts=prompts, embedder=embedder,
-                            sample=([scored[qi] for qi in sample],
-                                    [cand_lists[qi][0].index(by_id[queries[qi].passage_id]) for qi in sample]))
+                            sample=seed_sample)
+        signals = tuple(n for n in config.scorers if n in plan.weights)
+    if not signals:  # fusion = "none", or auto's fallback: no LLM call for the rows
+        scored: list[dict[str, list[float]]] = [{} for _ in queries]
+        n_pairs = 0
+    else:
+        # Scores of the same signals keep the fingerprint they had before auto could drop one.
+        table = table_of("scores", range(len(queries)), signals,
+                         score_fp if signals == tuple(config.scorers) else fingerprint([score_fp, signals]))
+        scored = table.per_query()
+        n_pairs = len(table.rows)
 
     def _select_row(qi: int, tq: TaskQuery, cands: tuple[list[int], list[float]],
                     s: dict[str, list[float]]) -> dict[str, Any]:
@@ -190,6 +218,11 @@ def mine(
         ranks = {name: rank(s[name]) for name in scorers}
         if plan is not None:
             fused, order = plan.order(ranks, seed_pos, len(idx), tie_scores=s.get("ql"), k=config.rrf_k)
+        elif config.fusion == "none":  # the seed first, then the retriever's order (= auto's fallback)
+            order = [seed_pos] + [i for i in range(len(idx)) if i != seed_pos]
+            fused = [0.0] * len(idx)
+            for r, i in enumerate(order, 1):
+                fused[i] = 1.0 / r
         elif config.fusion == "rrf":
             fused, order = fuse(ranks, k=config.rrf_k, weights=config.weights, tie_scores=s.get("ql"))
         else:  # a single signal: its ranking is the fused ranking
@@ -221,11 +254,14 @@ def mine(
             candidates=candidates)
 
     # Step 4: fusion and selection (cheap, recomputed whenever the selection settings change).
-    scorers = tuple(config.scorers) if plan is None else tuple(n for n in config.scorers if n in plan.weights)
+    scorers = signals
     rows = [_select_row(qi, q, cand_lists[qi], scored[qi]) for qi, q in enumerate(queries)]
     summary = _summary(rows, len(queries), config)
     summary["embed_format"] = fmt
-    summary["scores"] = {"schedule": config.schedule, "pairs": len(table.rows), "path": "scores/scores.parquet"}
+    summary["scores"] = {"schedule": config.schedule, "pairs": n_pairs, "signals": list(signals),
+                         "path": "scores/scores.parquet" if signals else None}
+    if sample_pairs:
+        summary["scores"]["sample_pairs"] = sample_pairs
     if config.round_trip_k is not None:
         summary["round_trip"] = {"k": config.round_trip_k, "generated": n_generated, "dropped": round_trip_dropped}
     if plan is not None:
@@ -265,15 +301,16 @@ def load_fret(path: str | Path) -> MiningResult:
 
 
 def _fusion_plan(stage_path: Path, score_fp: str, config: MiningConfig, *, llm: LLMBackend, prompts: PromptSet,
-                 sample: tuple[list[dict[str, list[float]]], list[int]],
+                 sample: Callable[[], tuple[list[dict[str, list[float]]], list[int]]],
                  embedder: SentenceTransformer) -> FusionPlan:
     """``fusion = "auto"``: the stage's plan, kept in ``auto-fusion.json`` for the scores it was made from.
 
     Args:
         stage_path: The FRet stage directory.
         score_fp: The scores table's fingerprint (a plan made for other scores is not reused).
-        sample: Without ``auto_labelled``, the seed-agreement sample: the scores of the first
-            ``config.auto_sample`` queries (from the scores table: no LLM call) and the seed's index in each.
+        sample: Without ``auto_labelled``, makes the seed-agreement sample (called only when no saved plan
+            applies): every signal's scores of the first ``config.auto_sample`` queries and the seed's index
+            in each.
         embedder: The first-stage embedder (used on the labelled set).
     """
     key = fingerprint([score_fp, config.auto_sample, config.auto_labelled, config.seed])
@@ -291,6 +328,6 @@ def _fusion_plan(stage_path: Path, score_fp: str, config: MiningConfig, *, llm: 
         scores = score_queries(llm, prompts, cands, scorers=config.scorers, max_passage_words=config.max_passage_words)
         plan = plan_on_qrels(cands, scores)
     else:
-        plan = plan_from_seed(*sample)
+        plan = plan_from_seed(*sample())
     atomic_write_text(path, json.dumps({"fingerprint": key, "plan": plan.as_dict()}, indent=1))
     return plan

@@ -122,6 +122,16 @@ def test_mine_with_auto_fusion_records_and_applies_its_plan(tmp_path, cache_file
         elif plan["mode"] in ("ql", "rc"):  # a single kept signal picks its own top-1
             top = min(r["candidates"], key=lambda c: c[f"rank_{plan['mode']}"])
             assert r["positive_id"] == top["id"]
+    # the check scored its sample with both signals; the rows were scored with the kept ones only
+    sample = [json.loads(x) for x in (tmp_path / "fret" / "scores-sample" / "scores.jsonl").read_text().splitlines()]
+    assert len({r["query_index"] for r in sample}) == 4 and all("ql" in r and "rc" in r for r in sample)
+    kept = set(plan["weights"])
+    assert set(res.summary["scores"]["signals"]) == kept
+    if kept:
+        table = (tmp_path / "fret" / "scores" / "scores.jsonl").read_text().splitlines()
+        assert {k for k in json.loads(table[0]) if k in ("ql", "rc")} == kept
+    else:  # the fallback asks the LLM nothing beyond the sample
+        assert not (tmp_path / "fret" / "scores").exists() and res.summary["scores"]["pairs"] == 0
     # the plan is stored once per stage and reused on resume (no new LLM calls)
     assert (tmp_path / "fret" / "auto-fusion.json").exists()
     StageDir(tmp_path / "fret", "fret").manifest_path.unlink()

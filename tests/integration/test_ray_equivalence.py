@@ -48,7 +48,9 @@ def _config(out: Path, executor: str) -> PipelineConfig:
         # 2 shards of generation (6 passages: the round-trip filter and rejects leave >= 3 queries) and 3+ of the scores table (3 queries x 3 candidates, passage-major, 2 passages
         # a shard): both actors get work, and shards land out of order.
         "generation": {"num_passages": 6, "batch_size": 3, "max_passage_words": 60, "max_new_tokens": 48},
-        "mining": {"num_neighbours": 3, "passages_per_shard": 2, "max_queries": 3, "max_passage_words": 40},
+        # fusion = rrf: every pair scored with QL and RC (auto may drop both after its sample and score nothing more)
+        "mining": {"num_neighbours": 3, "passages_per_shard": 2, "max_queries": 3, "max_passage_words": 40,
+                   "fusion": "rrf"},
     })
 
 

@@ -102,8 +102,10 @@ def test_fusion_on_a_scorer_that_does_not_run_fails_at_load(tmp_path) -> None:
     # Used to be a KeyError after the corpus was encoded.
     with pytest.raises(ConfigError, match=r"fusion='rc' ranks by the 'rc' scorer, which scorers=\['ql'\] does not run"):
         load_config(_toml(tmp_path, '[mining]\nfusion = "rc"\nscorers = ["ql"]\n'))
-    with pytest.raises(ConfigError, match="scorers is empty"):
+    with pytest.raises(ConfigError, match="scorers is empty.*fusion = 'none'"):
         load_config(_toml(tmp_path, "[mining]\nscorers = []\n"))
+    # the LLM-free recipe needs no scorer
+    assert load_config(_toml(tmp_path, '[mining]\nfusion = "none"\nscorers = []\n')).mining.fusion == "none"
     with pytest.raises(ConfigError, match="weights has keys \\['qll'\\]"):
         load_config(_toml(tmp_path, "[mining]\nweights = {qll = 1.0}\n"))
     assert load_config(_toml(tmp_path, '[mining]\nfusion = "ql"\nscorers = ["ql"]\n')).mining.scorers == ["ql"]
