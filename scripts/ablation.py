@@ -10,7 +10,7 @@ and MRPC go through ``gecko-distill evaluate`` (mteb's protocols) as regression 
         --recipes docs/experiments/ablation.toml --out runs/ablation [--only NAME ...]
 
 ``--recipes`` is a TOML file of ``[recipe.NAME]`` tables of ``[training]`` keys (``domain`` picks the FRet
-set; ``model = "DIR"`` evaluates an already trained model instead of training one). Results land in ``OUT/results.jsonl`` (one row per recipe x task x dim, appended as they finish, so an
+set and dev set, ``fret = "DIR"`` overrides the FRet set; ``model = "DIR"`` evaluates an already trained model instead of training one). Results land in ``OUT/results.jsonl`` (one row per recipe x task x dim, appended as they finish, so an
 interrupted run resumes) and ``OUT/table.md``.
 """
 
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         spec = dict(spec)
         domain = spec.pop("domain")
-        fret = frets[domain]
+        fret = spec.pop("fret", None) or frets[domain]  # a recipe may name its own FRet set (same dev set)
         if spec.pop("first_query_only", False):  # the "1 query per passage" arm of the queries-per-passage lever
             fret = str(first_query_per_passage(Path(fret), args.out / "fret-1qpp" / domain))
         model_dir = args.out / "models" / name
