@@ -282,6 +282,12 @@ def labeller_warnings(report: RerankReport, *, configured: str | None = None) ->
     return out
 
 
+# Below this nDCG@10 margin over the retriever a signal's scoring was measured not to pay: Gemma-3-270M's QL
+# (+0.018 on SciFact's top-20, docs/labeller.md) trained a student no better than seed positives on the same
+# queries (docs/headline.md). One measured point, so the advice says so rather than deciding.
+SMALL_MARGIN = 0.02
+
+
 def labeller_advice(report: RerankReport) -> str:
     """What to set, from the measured rankings (issue 16; the table behind it is in docs/labeller.md).
 
@@ -294,8 +300,10 @@ def labeller_advice(report: RerankReport) -> str:
     good = {n: v for n, v in score.items() if v > base}
     n = report.num_queries
     if not good:
-        return (f"no LLM signal beats the retriever ({base:.3f}) on these {n} queries: keep the seed passages as "
-                "positives (mining.positive_policy = \"seed\") and filter queries by round trip "
+        # fusion = "none" keeps the seed positives without scoring a single pair: the LLM's time goes to the
+        # queries it writes, where (docs/headline.md) its value is with the small packaged models.
+        return (f"no LLM signal beats the retriever ({base:.3f}) on these {n} queries: mine without LLM scoring "
+                "(mining.fusion = \"none\": seed positives, retriever negatives) and filter queries by round trip "
                 "(mining.round_trip_k = 3), or use a larger or instruction-tuned LLM (with llm.prompt_style = "
                 "\"chat\"); docs/labeller.md has the table by model size")
     best = max(good, key=good.get)
@@ -303,6 +311,11 @@ def labeller_advice(report: RerankReport) -> str:
         return (f"both signals beat the retriever: mining.scorers = [\"ql\", \"rc\"] with fusion = \"rrf\" "
                 f"(Gecko's setting) or \"auto\" (weights by skill); best here: {best} {good[best]:.3f} vs {base:.3f}")
     other = "rc" if best == "ql" else "ql"
-    return (f"only {best.upper()} beats the retriever ({good[best]:.3f} vs {base:.3f}; {other.upper()} "
-            f"{score.get(other, float('nan')):.3f}): mining.scorers = [\"{best}\"], fusion = \"{best}\" "
-            f"(or \"auto\", which drops {other.upper()} on its own check)")
+    advice = (f"only {best.upper()} beats the retriever ({good[best]:.3f} vs {base:.3f}; {other.upper()} "
+              f"{score.get(other, float('nan')):.3f}): mining.scorers = [\"{best}\"], fusion = \"{best}\" "
+              f"(or \"auto\", which drops {other.upper()} on its own check)")
+    if good[best] - base < SMALL_MARGIN:
+        advice += (f"; its margin is small (+{good[best] - base:.3f}): Gemma-3-270M's QL beat MiniLM by +0.018 and "
+                   "its scoring trained no better a student than mining.fusion = \"none\" on the same queries "
+                   "(docs/headline.md), which skips the scoring")
+    return advice
