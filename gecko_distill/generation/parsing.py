@@ -6,8 +6,9 @@ The completion continues a prompt that ends in ``Task:``, so a good one looks li
     Query: why did the delta grow
 
 Reject reasons (counted in the stage summary): ``empty``, ``malformed`` (no ``Query:`` line),
-``missing_task``, ``empty_query``, ``too_long``, ``copy_of_passage``, ``generic`` (when filtered: see
-:func:`is_generic`), ``duplicate_query`` (stage level).
+``missing_task``, ``empty_query``, ``too_long``, ``copy_of_passage``, ``near_copy`` (when
+``max_passage_overlap`` is set: see :func:`passage_overlap`), ``generic`` (when filtered: see :func:`is_generic`),
+``duplicate_query`` (stage level).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import re
 from gecko_distill.corpus.normalize import normalize_text
 from gecko_distill.errors import ParseError
 
-__all__ = ["REJECT_REASONS", "is_generic", "parse_task_query"]
+__all__ = ["REJECT_REASONS", "is_generic", "parse_task_query", "passage_overlap"]
 
 REJECT_REASONS = ("empty", "malformed", "missing_task", "empty_query", "too_long", "copy_of_passage",
-                  "generic", "duplicate_query")
+                  "near_copy", "generic", "duplicate_query")
 
 # A query that points at "the article" / "this study" / "the author" is about a passage the searcher never
 # saw: it cannot be answered from a corpus, and teaches the student nothing about the domain.
@@ -41,6 +42,25 @@ def is_generic(query: str) -> bool:
     # density" still names its subject: a deictic phrase is fatal only when little else is said.
     return len(content) < (4 if deictic else 2)
 
+_WORD = re.compile(r"\w+")
+
+
+def passage_overlap(query: str, passage: str, n: int = 4) -> float:
+    """Share of the query's word n-grams (casefolded) that occur in the passage; 0 for a query under n words.
+
+    Why: a query stitched from its passage's own phrases is found by word overlap alone, so the round-trip
+    filter keeps it and the student learns nothing a lexical match does not already know. Measured on SciFact
+    (docs/headline.md): real claims share 4% of their word 4-grams with the abstracts judged relevant to them,
+    Gemma-3-270M's queries 18%, Qwen2.5-Coder-0.5B's 46%; training on the latter did worse on equal passages.
+    """
+    q, p = _WORD.findall(query.casefold()), _WORD.findall(normalize_text(passage).casefold())
+    if len(q) < n:
+        return 0.0
+    grams = set(zip(*(p[i:] for i in range(n)), strict=False))
+    qgrams = list(zip(*(q[i:] for i in range(n)), strict=False))
+    return sum(g in grams for g in qgrams) / len(qgrams)
+
+
 _QUERY_LINE = re.compile(r"^\s*query\s*[:：]\s*(.*)$", re.IGNORECASE)
 _QUOTES = "\"'“”‘’«»「」"
 
@@ -50,7 +70,7 @@ def _clean(s: str) -> str:
 
 
 def parse_task_query(completion: str, passage: str, *, max_query_words: int = 40,
-                     filter_generic: bool = False) -> tuple[str, str]:
+                     filter_generic: bool = False, max_passage_overlap: float | None = None) -> tuple[str, str]:
     """Return ``(task, query)`` or raise :class:`ParseError` whose ``reason`` is a reject key."""
     if not completion or not completion.strip():
         raise ParseError("empty", "the LLM returned nothing")
@@ -82,6 +102,9 @@ def parse_task_query(completion: str, passage: str, *, max_query_words: int = 40
     # A query that repeats >= 8 words (or most of itself) of the passage verbatim is a copy, not a query.
     if q == p or (len(q) >= 40 and q in p and n_words >= 8):
         raise ParseError("copy_of_passage", "the query copies the passage")
+    if max_passage_overlap is not None and (ov := passage_overlap(query, passage)) >= max_passage_overlap:
+        raise ParseError("near_copy", f"{ov:.0%} of the query's word 4-grams are the passage's "
+                         f"(max_passage_overlap = {max_passage_overlap})")
     if filter_generic and is_generic(query):
         raise ParseError("generic", "the query needs its passage to make sense, or names almost nothing")
     return task, query

@@ -63,7 +63,8 @@ def _fingerprint(passages: Sequence[Passage], llm: LLMBackend, config: Generatio
         "stage": "generation",
         "corpus": fingerprint([(p.id, p.title, p.text) for p in passages]),
         "llm": llm.fingerprint,
-        "config": config.model_dump(),
+        # a filter left unset is left out, so stages written before it existed keep their fingerprint
+        "config": config.model_dump(exclude={"max_passage_overlap"} if config.max_passage_overlap is None else None),
         "prompts": [prompts.version, prompts.generation_prefix, prompts.generation_item],
     }
     if _shard_size(config) != config.batch_size:
@@ -117,7 +118,8 @@ def generate(
             row: dict[str, Any] = {"passage_id": p.id, "task_type": tt, "raw": out}
             try:
                 row["task"], row["query"] = parse_task_query(out, text, max_query_words=config.max_query_words,
-                                                             filter_generic=config.filter_generic)
+                                                             filter_generic=config.filter_generic,
+                                                             max_passage_overlap=config.max_passage_overlap)
                 row["reject"] = None
             except ParseError as e:
                 row["task"], row["query"], row["reject"] = None, None, e.reason

@@ -59,11 +59,40 @@ def test_a_passages_prompts_share_a_call_and_the_plan_keys_the_fingerprint(tmp_p
     prompts = load_prompts()
 
     def before(c: GenerationConfig) -> str:  # the fingerprint as it was before shards followed the plan
+        # (and before max_passage_overlap existed: the config as older versions dumped it)
         return fingerprint({"stage": "generation",
                             "corpus": fingerprint([(p.id, p.title, p.text) for p in passages]),
-                            "llm": llm.fingerprint, "config": c.model_dump(),
+                            "llm": llm.fingerprint, "config": c.model_dump(exclude={"max_passage_overlap"}),
                             "prompts": [prompts.version, prompts.generation_prefix, prompts.generation_item]})
 
     same = GenerationConfig(num_passages=7, queries_per_passage=2, batch_size=4)
     assert _fingerprint(passages, llm, same, prompts) == before(same)
     assert _fingerprint(passages, llm, cfg, prompts) != before(cfg)
+
+    # an unset overlap filter leaves the fingerprint as it was; a set one changes it
+    assert _fingerprint(passages, llm, same.model_copy(update={"max_passage_overlap": 0.5}), prompts) != before(same)
+
+
+class _Copier(_Recorder):
+    """Even passages: a query stitched from the passage's own phrases; odd ones: a query in other words."""
+
+    def generate(self, prompts, *, prefix: str = "", params: GenerationParams = GenerationParams()) -> list[str]:
+        self.calls.append(list(prompts))
+        out = []
+        for p in prompts:
+            i = _passage_of(p)
+            out.append(f" Find the fact.\nQuery: animal {i} lives in place {i} and also eats food {i}" if int(i) % 2 == 0
+                       else f" Find the fact.\nQuery: where does creature {i} make its home")
+        return out
+
+
+def test_the_overlap_filter_rejects_near_copies_and_counts_them(tmp_path) -> None:
+    passages = [Passage(f"p{i}", f"Passage {i} says that animal {i} lives in place {i} and eats food {i}.")
+                for i in range(4)]
+    base = dict(num_passages=4, batch_size=4, filter_generic=False)
+    kept = generate(passages, _Copier(), GenerationConfig(**base), out_dir=tmp_path / "off", progress=False)
+    assert kept.summary["rows_out"] == 4 and kept.summary["rejects"]["near_copy"] == 0
+    res = generate(passages, _Copier(), GenerationConfig(**base, max_passage_overlap=0.5),
+                   out_dir=tmp_path / "on", progress=False)
+    assert res.summary["rejects"]["near_copy"] == 2 and res.summary["rows_out"] == 2
+    assert {q.query for q in res.queries} == {"where does creature 1 make its home", "where does creature 3 make its home"}

@@ -69,3 +69,23 @@ def test_specific_queries_pass_the_generic_filter(query: str) -> None:
     from gecko_distill.generation.parsing import is_generic
 
     assert not is_generic(query)
+
+
+def test_passage_overlap_counts_the_querys_word_4grams_found_in_the_passage() -> None:
+    from gecko_distill.generation.parsing import passage_overlap
+
+    # 6 words -> 3 four-grams; "the bridge was opened" and "bridge was opened in" occur, "was opened in may" not
+    assert passage_overlap("The bridge was opened in May", PASSAGE) == pytest.approx(2 / 3)
+    assert passage_overlap("When did the span record end?", PASSAGE) == 0.0
+    assert passage_overlap("bridge span record", PASSAGE) == 0.0  # under 4 words: nothing to compare
+
+
+def test_near_copies_are_rejected_only_when_the_filter_is_set() -> None:
+    # a stitched near-copy (no 8 words in a row, so not a verbatim copy) and a paraphrase of the same fact
+    near = " Given a claim.\nQuery: The bridge was opened in 1932 and it held the span record until 1977"
+    para = " Given a claim.\nQuery: Which crossing kept its length title for 45 years?"
+    assert parse_task_query(near, PASSAGE)[1].startswith("The bridge")  # off by default
+    with pytest.raises(ParseError) as e:
+        parse_task_query(near, PASSAGE, max_passage_overlap=0.5)
+    assert e.value.reason == "near_copy"
+    assert parse_task_query(para, PASSAGE, max_passage_overlap=0.5)[1].startswith("Which crossing")
