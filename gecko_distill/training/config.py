@@ -159,6 +159,11 @@ class TrainingConfig(TrainerSettings):
         "'natural' keeps the rows as generated (generation already samples task types uniformly).")
     use_negatives: bool = Field(True, description="Use FRet's hard negatives; False trains on "
                                 "(query, positive) pairs (the paper's 'none' ablation).")
+    hard_negatives: int = Field(
+        1, ge=1, description="Own hard negatives per FRet row in eq. 3: 1 = the row's selected negative "
+        "(the paper); k > 1 adds the row's next-lowest-ranked candidates (fused order, never the "
+        "positive), so each query also pushes away the harder neighbours it was mined with. Rows with "
+        "fewer candidates are dropped.")
     mix: list[MixSource] = Field(default_factory=list, description="Extra sources mixed with FRet.")
     # Distillation of the LLM's scores over each row's N candidates (training/distill.py). GPL and Tamber et al.
     # find that the teacher's scores, not hard 0/1 labels, are what lift a strong embedder on a new domain.
@@ -189,7 +194,8 @@ class TrainingConfig(TrainerSettings):
     round_trip_k: int | None = Field(None, ge=1, description="Train only on rows whose seed passage the mining "
                                      "retriever ranked in its top-k (round-trip consistency, post hoc).")
     corpus: str | None = Field(None, description="Corpus the FRet set was mined from: candidate texts for "
-                               "distillation from FRet sets that predate stored candidate texts.")
+                               "distillation or extra hard negatives from FRet sets that predate stored "
+                               "candidate texts.")
 
     @model_validator(mode="after")
     def _distill_terms(self) -> TrainingConfig:
@@ -197,6 +203,8 @@ class TrainingConfig(TrainerSettings):
             raise ValueError("distill needs at least one entry in distill_signals, e.g. {ql = 1.0}")
         if self.distill not in ("none", "auto") and self.distill_weight == 0 and self.contrastive_weight == 0:
             raise ValueError("distill_weight and contrastive_weight are both 0: nothing to train")
+        if self.hard_negatives > 1 and not self.use_negatives:
+            raise ValueError(f"hard_negatives = {self.hard_negatives} needs use_negatives = true")
         return self
 
 

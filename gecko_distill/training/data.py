@@ -116,11 +116,16 @@ def _need(row: dict[str, Any], key: str, where: str, hint: str) -> str:
 def format_fret_rows(rows: list[dict[str, Any]], *, mode: InputMode = "unified", use_negatives: bool = True,
                      where: str = "fret.jsonl", teacher: dict[str, float] | None = None,
                      corpus: dict[str, tuple[str, str]] | None = None,
-                     max_candidates: int | None = None) -> tuple[dict[str, list[Any]], Counter[str]]:
+                     max_candidates: int | None = None,
+                     hard_negatives: int = 1) -> tuple[dict[str, list[Any]], Counter[str]]:
     """FRet rows → ``{"anchor", "positive"[, "negative"]}`` columns from the raw fields.
 
     Rows without a hard negative are dropped (and counted) when the others have one: a dataset must have
     one column set. Returns the columns and a counter of dropped rows by reason.
+
+    With ``hard_negatives`` k > 1 each row also gives ``negative_2 … negative_k``: its candidates after the
+    selected negative, lowest fused rank first, never the positive (:func:`extra_negatives`); rows with fewer
+    candidates are dropped (reason ``few_candidates``).
 
     With ``teacher`` (signal name → weight, e.g. ``{"ql": 1.0}``) each row also gives ``cand_0 … cand_{N-1}``
     (its N candidates, formatted like the positive) and ``label`` (the teacher score of each candidate, see
@@ -143,6 +148,9 @@ def format_fret_rows(rows: list[dict[str, Any]], *, mode: InputMode = "unified",
     cols: dict[str, list[str]] = {"anchor": [], "positive": []}
     if with_neg:
         cols["negative"] = []
+    n_extra = hard_negatives - 1 if with_neg else 0
+    for j in range(2, n_extra + 2):
+        cols[f"negative_{j}"] = []
     for j in range(n_cands):
         cols[f"cand_{j}"] = []
     if teacher:
@@ -157,6 +165,10 @@ def format_fret_rows(rows: list[dict[str, Any]], *, mode: InputMode = "unified",
             dropped["no_negative"] += 1
             continue
         sym = _is_symmetric(row.get("task_type"))
+        extras = extra_negatives(row, n_extra) if n_extra else []
+        if len(extras) < n_extra:
+            dropped["few_candidates"] += 1
+            continue
         if teacher:
             cands = row.get("candidates") or []
             if len(cands) != n_all:
@@ -174,9 +186,29 @@ def format_fret_rows(rows: list[dict[str, Any]], *, mode: InputMode = "unified",
         if with_neg:
             cols["negative"].append(format_document(row["negative_text"], row.get("negative_title"),
                                                     task=task, symmetric=sym, mode=mode))
+        for j, cand in enumerate(extras, 2):
+            title, text = _candidate_text(cand, corpus, loc)
+            cols[f"negative_{j}"].append(format_document(text, title, task=task, symmetric=sym, mode=mode))
     for reason, n in dropped.items():
         logger.warning("%s: dropped %d row(s): %s", where, n, reason)
     return cols, dropped
+
+
+def extra_negatives(row: dict[str, Any], k: int) -> list[dict[str, Any]]:
+    """Up to ``k`` more hard negatives of a FRet row: its candidates other than the positive and the selected
+    negative, lowest fused rank first (``rank_fused``, else the stored order read from the bottom).
+
+    Why from the bottom: the selected negative is already the lowest (the paper's p_N); the next ones up are
+    harder but also likelier to be unlabelled positives, so k grows towards the top only as far as asked.
+    """
+    cands = row.get("candidates") or []
+    taken = {str(row.get("positive_id")), str(row.get("negative_id"))}
+    pool = [c for c in cands if str(c.get("id")) not in taken]
+    if all(isinstance(c.get("rank_fused"), int) for c in pool):
+        pool.sort(key=lambda c: -c["rank_fused"])
+    else:
+        pool.reverse()
+    return pool[:k]
 
 
 def resolve_distill(distill: str, rows: list[dict[str, Any]], signals: dict[str, float], *,
@@ -436,12 +468,19 @@ def build_training_data(fret_path: str | Path | None, config: TrainingConfig,
             rows = balance_task_types(rows, seed=config.seed)
         distill = resolve_distill(config.distill, rows, config.distill_signals, has_corpus=bool(config.corpus))
         teacher = dict(config.distill_signals) if distill != "none" else None
-        corpus = _corpus_lookup(config.corpus) if (teacher and config.corpus) else None
+        needs_texts = bool(teacher) or config.hard_negatives > 1
+        corpus = _corpus_lookup(config.corpus) if (needs_texts and config.corpus) else None
         rows = _round_trip(rows, config.round_trip_k) if config.round_trip_k else rows
         cols, dropped = format_fret_rows(rows, mode=mode, use_negatives=config.use_negatives,
                                          where=str(resolve_fret_dir(fret_path) / "fret.jsonl"),
                                          teacher=teacher, corpus=corpus,
-                                         max_candidates=config.distill_candidates)
+                                         max_candidates=config.distill_candidates,
+                                         hard_negatives=config.hard_negatives)
+        if not cols["anchor"]:
+            hint = (f"; lower hard_negatives (now {config.hard_negatives}) to at most the candidates per row "
+                    "minus one" if dropped.get("few_candidates") else "")
+            raise InputError(f"{resolve_fret_dir(fret_path)}: every FRet row was dropped ({dict(dropped)})"
+                             + hint)
         datasets["fret"] = _columns_to_dataset(cols)
         weights["fret"] = config.fret_weight
         summary["distill"] = distill

@@ -62,6 +62,8 @@ def train(
     mode = config.resolved_input_format()
     training_data = build_training_data(data, config, mode=mode)
     dump = config.model_dump(mode="json")
+    if config.hard_negatives == 1:  # left out at its default so models trained before it existed still resume
+        dump.pop("hard_negatives")
     inputs = {"sources": {n: s.get("fingerprint") for n, s in training_data.summary["sources"].items()},
               "input_format": mode,
               "mix_files": {m.path: _file_digest(m.path) for m in config.mix}}
@@ -73,8 +75,11 @@ def train(
                            first_loss=None, last_loss=None, elapsed_s=0.0, skipped=True)
 
     model = load_embedder(config.base_model, device=config.device, max_seq_length=config.max_seq_length)
-    has_neg = all("negative" in d.column_names for d in training_data.datasets.values())
-    loss, dims = build_loss(model, config, same_tower=config.same_tower, n_contrastive=3 if has_neg else 2,
+    # eq. 3's columns lead every row: anchor, positive, then the hard negatives (negative, negative_2 ...)
+    n_contrastive = min(sum(1 for c in d.column_names
+                            if c in ("anchor", "positive") or c.startswith("negative"))
+                        for d in training_data.datasets.values())
+    loss, dims = build_loss(model, config, same_tower=config.same_tower, n_contrastive=n_contrastive,
                             distill=training_data.summary.get("distill", "none"))
     logger.info("training %s on %d rows (%s), dims %s, loss %s", config.base_model, training_data.num_rows,
                 ", ".join(f"{n}={len(d)}" for n, d in training_data.datasets.items()), dims or "full only",

@@ -186,12 +186,14 @@ def contrastive_no_duplicates(dataset: Any, **kwargs: Any) -> Any:
     """sentence-transformers' NO_DUPLICATES sampler, judged on eq. 3's columns only.
 
     A duplicate among anchors/positives/negatives is a false in-batch negative, so those must be unique in a
-    batch. Distillation's candidate columns need not be: each row's candidates are compared with its own query
-    only, and rows retrieved for neighbouring queries share candidates, which would otherwise starve batches.
+    batch. Distillation's candidate columns and the extra hard negatives (``negative_2 …``) need not be:
+    each row's are compared with its own query only, and rows retrieved for neighbouring queries share
+    candidates, which would otherwise starve batches.
     """
     from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 
-    cols = [c for c in dataset.column_names if c in _CONTRASTIVE_COLUMNS or not c.startswith("cand_")]
+    cols = [c for c in dataset.column_names
+            if c in _CONTRASTIVE_COLUMNS or not c.startswith(("cand_", "negative_"))]
     return NoDuplicatesBatchSampler(dataset.select_columns(cols), **kwargs)
 
 

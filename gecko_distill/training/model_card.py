@@ -250,7 +250,8 @@ def render_model_card(model_dir: str | Path, *, summary: dict[str, Any] | None =
                    + (f"; loss first / last step: {first:.4f} / {last:.4f}" if first is not None else "") + ".")
         out.append("")
     hp = ["batch_size", "epochs", "max_steps", "learning_rate", "warmup_ratio", "weight_decay", "lr_scheduler",
-          "temperature", "precision", "seed", "distill", "use_negatives", "same_tower", "merge_base"]
+          "temperature", "precision", "seed", "distill", "use_negatives", "hard_negatives", "same_tower",
+          "merge_base"]
     shown = [(k, cfg[k]) for k in hp if k in cfg]
     if shown:
         out += ["| hyper-parameter | value |", "|---|---|", *[f"| `{k}` | `{json.dumps(v)}` |" for k, v in shown],

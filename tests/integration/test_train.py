@@ -267,6 +267,36 @@ def test_listwise_distillation_with_base_anchor_trains_end_to_end(tmp_path: Path
     assert "cand_3" in summary["sources"]["fret"]["columns"] and "label" in summary["sources"]["fret"]["columns"]
 
 
+def test_extra_hard_negatives_train_end_to_end_from_the_cli(tmp_path: Path) -> None:
+    """`--hard-negatives 3`: the selected negative plus the two lowest-ranked other candidates of each row."""
+    rows = _fret_rows(16)
+    for i, r in enumerate(rows):
+        others = [rows[(i + k) % len(rows)] for k in range(1, 4)]
+        r["candidates"] = [{"id": r["positive_id"], "title": "", "text": r["positive_text"], "rank_fused": 1}]
+        r["candidates"] += [{"id": o["positive_id"], "title": "", "text": o["positive_text"],
+                             "rank_fused": k + 2} for k, o in enumerate(others)]
+    stage = StageDir(tmp_path / "fret", "fret")
+    stage.prepare("fixture")
+    stage.finalize(rows, fp="fixture", config={}, summary={})
+    out = tmp_path / "model"
+    res = CliRunner().invoke(app, ["train", "--data", str(stage.path), "--out", str(out), "--max-steps", "2",
+                                   "--hard-negatives", "3", "--dims", "384,64", *TRAIN_FLAGS])
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    fret = manifest["summary"]["sources"]["fret"]
+    assert fret["columns"] == ["anchor", "positive", "negative", "negative_2", "negative_3"]
+    assert fret["rows"] == 16 and not fret["dropped"]
+    assert json.loads((out / "train_config.json").read_text())["hard_negatives"] == 3
+    log = read_jsonl(out / "train_log.jsonl")
+    assert len(log) == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+    # More candidates than a row has is refused row by row, and said.
+    res = CliRunner().invoke(app, ["train", "--data", str(stage.path), "--out", str(tmp_path / "m2"),
+                                   "--max-steps", "1", "--hard-negatives", "6", *TRAIN_FLAGS])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "every FRet row was dropped" in said
+    assert "lower hard_negatives (now 6)" in said
+
+
 def test_model_card_is_hub_ready_and_records_the_evaluation(trained: Path, tmp_path: Path) -> None:
     """README.md: sentence-transformers' card conventions (YAML front matter a hub parses), usage with and
     without prompts, Matryoshka dims, loss and hyper-parameters; `evaluate` adds its results (last test: it

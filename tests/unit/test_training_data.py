@@ -80,6 +80,40 @@ def test_fret_rows_without_negative_are_dropped_or_pairs() -> None:
     assert set(cols) == {"anchor", "positive"}
 
 
+def _cands(i: int, n: int = 5) -> list[dict]:
+    # The seed p{i} is the positive at fused rank 1; c{i}_r is the candidate at fused rank r; the selected
+    # negative is the lowest (rank n).
+    out = [{"id": f"p{i}", "title": f"Bridge {i}", "text": "seed", "rank_fused": 1}]
+    out += [{"id": f"c{i}_{r}", "title": "", "text": f"candidate at rank {r}", "rank_fused": r}
+            for r in range(2, n + 1)]
+    return out
+
+
+def test_extra_hard_negatives_come_from_the_bottom_of_the_fused_ranking() -> None:
+    rows = [_fret_row(i, negative_id=f"c{i}_5", negative_text="candidate at rank 5", candidates=_cands(i))
+            for i in range(2)]
+    cols, dropped = format_fret_rows(rows, mode="none", hard_negatives=3)
+    assert not dropped
+    assert [c for c in cols if c.startswith("negative")] == ["negative", "negative_2", "negative_3"]
+    # The selected negative stays first; the extras climb from rank 4, never reaching the positive.
+    assert cols["negative"][0] == "candidate at rank 5"
+    assert cols["negative_2"][0] == "candidate at rank 4" and cols["negative_3"][0] == "candidate at rank 3"
+    # All four non-positive candidates, then a row with too few candidates is dropped and counted.
+    cols, _ = format_fret_rows(rows, mode="none", hard_negatives=4)
+    assert cols["negative_4"] == ["candidate at rank 2"] * 2
+    short = _fret_row(9, negative_id="c9_3", candidates=_cands(9, n=3))
+    cols, dropped = format_fret_rows(rows + [short], mode="none", hard_negatives=4)
+    assert len(cols["anchor"]) == 2 and dropped == Counter(few_candidates=1)
+    # Default: one negative column, whatever the candidates.
+    cols, _ = format_fret_rows(rows, mode="none")
+    assert "negative_2" not in cols
+
+
+def test_extra_hard_negatives_need_negatives() -> None:
+    with pytest.raises(ValueError, match="hard_negatives = 2 needs use_negatives"):
+        TrainingConfig(hard_negatives=2, use_negatives=False)
+
+
 def test_bad_fret_row_names_file_and_line() -> None:
     with pytest.raises(InputError, match=r"fret.jsonl:2: missing or empty 'query'"):
         format_fret_rows([_fret_row(1), _fret_row(2, query="  ")])
