@@ -10,7 +10,7 @@ this module imports no stage, so every stage can import it.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -33,6 +33,22 @@ class StrictModel(BaseModel):
     """Base of every config table: unknown keys are rejected, assignments validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    #: Fields added after stages of this config were first written. A stage's fingerprint leaves each one out
+    #: while it holds its default, so a stage finished before the field existed still resumes as finished.
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def fingerprint_dump(self, **dump_kwargs: Any) -> dict[str, Any]:
+        """``model_dump(**dump_kwargs)`` for a stage fingerprint: ``LATER_FIELDS`` at their default left out.
+
+        Only the fingerprint uses this; what a stage records (its config file, the model card) is the full
+        ``model_dump``, so a default is still written down.
+        """
+        dump = self.model_dump(**dump_kwargs)
+        for name in self.LATER_FIELDS:
+            if getattr(self, name) == type(self).model_fields[name].get_default(call_default_factory=True):
+                dump.pop(name, None)
+        return dump
 
 
 class CorpusConfig(StrictModel):
@@ -107,6 +123,8 @@ class EmbedderConfig(StrictModel):
 
 class GenerationConfig(StrictModel):
     """Step 1: passages → (task, query)."""
+
+    LATER_FIELDS = ("max_passage_overlap",)
 
     num_passages: int = Field(50, ge=1, description="Seed passages to sample from the corpus.")
     task_types: list[str] = Field(default_factory=lambda: list(DEFAULT_TASK_TYPES),

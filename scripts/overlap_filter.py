@@ -33,8 +33,9 @@ def main() -> None:
 
     out = [r for r in rows if passage_overlap(r["query"], truncate_words(seed_text(r), args.passage_words)) < args.max]
     fp = f"overlap-filter:{args.max}:{args.passage_words}"
-    StageDir(Path(args.dst), "fret").prepare(fp)
-    StageDir(Path(args.dst), "fret").finalize(
+    stage = StageDir(Path(args.dst), "fret")
+    stage.prepare(fp)
+    stage.finalize(
         out, fp=fp, config={"from": args.src, "max_passage_overlap": args.max},
         summary={"rows_in": len(rows), "rows_out": len(out), "near_copy": len(rows) - len(out)})
     print(f"{len(rows)} rows -> {len(out)} ({len(rows) - len(out)} near copies dropped)")

@@ -63,8 +63,7 @@ def _fingerprint(passages: Sequence[Passage], llm: LLMBackend, config: Generatio
         "stage": "generation",
         "corpus": fingerprint([(p.id, p.title, p.text) for p in passages]),
         "llm": llm.fingerprint,
-        # a filter left unset is left out, so stages written before it existed keep their fingerprint
-        "config": config.model_dump(exclude={"max_passage_overlap"} if config.max_passage_overlap is None else None),
+        "config": config.fingerprint_dump(),
         "prompts": [prompts.version, prompts.generation_prefix, prompts.generation_item],
     }
     if _shard_size(config) != config.batch_size:

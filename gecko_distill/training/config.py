@@ -151,6 +151,8 @@ class TrainerSettings(StrictModel):
 class TrainingConfig(TrainerSettings):
     """Fine-tuning (paper §3.3): eq. 3 + Matryoshka on FRet, optionally mixed with other sources."""
 
+    LATER_FIELDS = ("hard_negatives",)
+
     same_tower: bool = Field(True, description="Put the other in-batch queries in each query's denominator "
                              "(same-tower negatives, eq. 3).")
     fret_weight: float = Field(1.0, gt=0, description="Sampling weight of the FRet source in a mixture.")

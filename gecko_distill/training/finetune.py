@@ -14,6 +14,7 @@ from gecko_distill.training.data import build_training_data
 from gecko_distill.training.loop import (
     TrainResult,
     build_loss,
+    eq3_columns,
     is_finished,
     recorded_dims,
     run_trainer,
@@ -61,13 +62,11 @@ def train(
     out = Path(out_dir)
     mode = config.resolved_input_format()
     training_data = build_training_data(data, config, mode=mode)
-    dump = config.model_dump(mode="json")
-    if config.hard_negatives == 1:  # left out at its default so models trained before it existed still resume
-        dump.pop("hard_negatives")
+    dump = config.model_dump(mode="json")  # recorded in full (train_config.json, the model card)
     inputs = {"sources": {n: s.get("fingerprint") for n, s in training_data.summary["sources"].items()},
               "input_format": mode,
               "mix_files": {m.path: _file_digest(m.path) for m in config.mix}}
-    fp = stage_fingerprint(dump, inputs)
+    fp = stage_fingerprint(config.fingerprint_dump(mode="json"), inputs)
     if is_finished(out, fp):
         logger.info("%s already holds a finished training run with this config and data; skipping", out)
         return TrainResult(model_dir=out, steps=0, rows=training_data.num_rows,
@@ -75,10 +74,7 @@ def train(
                            first_loss=None, last_loss=None, elapsed_s=0.0, skipped=True)
 
     model = load_embedder(config.base_model, device=config.device, max_seq_length=config.max_seq_length)
-    # eq. 3's columns lead every row: anchor, positive, then the hard negatives (negative, negative_2 ...)
-    n_contrastive = min(sum(1 for c in d.column_names
-                            if c in ("anchor", "positive") or c.startswith("negative"))
-                        for d in training_data.datasets.values())
+    n_contrastive = min(len(eq3_columns(d.column_names)) for d in training_data.datasets.values())
     loss, dims = build_loss(model, config, same_tower=config.same_tower, n_contrastive=n_contrastive,
                             distill=training_data.summary.get("distill", "none"))
     logger.info("training %s on %d rows (%s), dims %s, loss %s", config.base_model, training_data.num_rows,

@@ -179,11 +179,16 @@ def _truncate_log(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
-_CONTRASTIVE_COLUMNS = ("anchor", "positive", "negative")
+def eq3_columns(column_names: Sequence[str]) -> list[str]:
+    """The columns eq. 3 reads, in order: anchor, positive, then the own hard negatives (negative, negative_2 …).
+
+    Distillation's candidate columns (``cand_*``) and anything else are not eq. 3's.
+    """
+    return [c for c in column_names if c in ("anchor", "positive", "negative") or c.startswith("negative_")]
 
 
 def contrastive_no_duplicates(dataset: Any, **kwargs: Any) -> Any:
-    """sentence-transformers' NO_DUPLICATES sampler, judged on eq. 3's columns only.
+    """sentence-transformers' NO_DUPLICATES sampler, judged on the in-batch columns only.
 
     A duplicate among anchors/positives/negatives is a false in-batch negative, so those must be unique in a
     batch. Distillation's candidate columns and the extra hard negatives (``negative_2 …``) need not be:
@@ -192,8 +197,8 @@ def contrastive_no_duplicates(dataset: Any, **kwargs: Any) -> Any:
     """
     from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 
-    cols = [c for c in dataset.column_names
-            if c in _CONTRASTIVE_COLUMNS or not c.startswith(("cand_", "negative_"))]
+    own_only = set(c for c in eq3_columns(dataset.column_names) if c.startswith("negative_"))
+    cols = [c for c in dataset.column_names if c not in own_only and not c.startswith("cand_")]
     return NoDuplicatesBatchSampler(dataset.select_columns(cols), **kwargs)
 
 

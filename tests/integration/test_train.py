@@ -83,6 +83,8 @@ def test_train_writes_a_finished_model_dir_and_the_loss_falls(trained: Path) -> 
     assert {"manifest.json", "train_log.jsonl", "gecko_distill.json", "train_config.json", "modules.json",
             "config_sentence_transformers.json", "model.safetensors"} <= files
     assert "checkpoints" not in files                               # removed after a finished run
+    # the whole config is recorded, defaults included (the fingerprint leaves hard_negatives = 1 out)
+    assert json.loads((trained / "train_config.json").read_text())["hard_negatives"] == 1
     manifest = json.loads((trained / "manifest.json").read_text())
     assert manifest["stage"] == "train" and manifest["rows"] == ROWS
     newest = max(p.stat().st_mtime for p in trained.iterdir() if p.name != "manifest.json")

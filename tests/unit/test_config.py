@@ -6,6 +6,7 @@ import pytest
 
 from gecko_distill.config import (
     EvaluationConfig,
+    GenerationConfig,
     MiningConfig,
     PipelineConfig,
     TrainingConfig,
@@ -130,3 +131,18 @@ def test_load_table_reads_one_table_and_overlays_the_options_given(tmp_path) -> 
     assert load_table(None, TrainingConfig, overrides={"epochs": 2}).epochs == 2.0
     with pytest.raises(ConfigError, match="invalid config in command line"):
         load_table(None, TrainingConfig, overrides={"epochz": 2})
+
+
+def test_fields_added_later_leave_the_fingerprint_only_at_their_default() -> None:
+    # A stage written before a field existed must keep its fingerprint (and resume as finished) while the
+    # field holds its default; what the stage records is still the full config.
+    gen = GenerationConfig()
+    assert "max_passage_overlap" not in gen.fingerprint_dump()
+    assert gen.model_dump()["max_passage_overlap"] is None
+    assert GenerationConfig(max_passage_overlap=0.5).fingerprint_dump()["max_passage_overlap"] == 0.5
+    train = TrainingConfig()
+    assert "hard_negatives" not in train.fingerprint_dump(mode="json")
+    assert train.model_dump(mode="json")["hard_negatives"] == 1
+    assert TrainingConfig(hard_negatives=3).fingerprint_dump(mode="json")["hard_negatives"] == 3
+    # every other field enters the fingerprint
+    assert set(gen.model_dump()) - set(gen.fingerprint_dump()) == {"max_passage_overlap"}
