@@ -29,7 +29,7 @@ from gecko_distill.stage_configs import (
     RayConfig,
     StrictModel,
 )
-from gecko_distill.training.config import TrainingConfig
+from gecko_distill.training.config import PrefinetuneConfig, TrainingConfig
 
 __all__ = [
     "DEFAULT_TASK_TYPES",
@@ -61,6 +61,10 @@ class PipelineConfig(StrictModel):
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     mining: MiningConfig = Field(default_factory=MiningConfig)
+    prefinetune: PrefinetuneConfig | None = Field(
+        None, description="[prefinetune] table (see `gecko-distill prefinetune`): pre-finetune the base model "
+        "on the run's own corpus ((title, body) pairs, no LLM) before [training] starts from it; the run's "
+        "[corpus] is used. Unset: training starts from training.base_model.")
     training: TrainingConfig | None = Field(None, description="[training] table (see `gecko-distill train`); "
                                             "unset: the run ends with the FRet set.")
     evaluation: EvaluationConfig | None = Field(None, description="[evaluation] table (see `gecko-distill "
@@ -69,6 +73,19 @@ class PipelineConfig(StrictModel):
     @model_validator(mode="after")
     def _stages_fit_together(self) -> PipelineConfig:
         # Cross-table checks, so that a bad combination fails when the file is loaded, not hours into a run.
+        if self.prefinetune is not None:
+            if self.training is None:
+                raise ValueError("[prefinetune] prepares the model that [training] trains: add a [training] "
+                                 "table")
+            if "corpus" in self.prefinetune.model_fields_set:
+                raise ValueError("[prefinetune.corpus]: a run pre-finetunes on its own [corpus]; remove the "
+                                 "table (or run `gecko-distill prefinetune` on another corpus and set "
+                                 "training.base_model to its output)")
+            if ("base_model" in self.prefinetune.model_fields_set
+                    and self.prefinetune.base_model != self.training.base_model):
+                raise ValueError(f"prefinetune.base_model ({self.prefinetune.base_model!r}) differs from "
+                                 f"training.base_model ({self.training.base_model!r}): a run pre-finetunes "
+                                 "the model it trains; set training.base_model only")
         if self.evaluation is not None:
             if self.training is None:
                 raise ValueError("[evaluation] evaluates the trained model: add a [training] table")

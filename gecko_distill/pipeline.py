@@ -4,6 +4,7 @@ Layout of a run directory (each stage folder has its own ``manifest.json``, writ
 
     OUT/generation/   LLM-written (task, query) rows + rejects
     OUT/fret/         the FRet dataset (fret.jsonl, fret.parquet)
+    OUT/prefinetune/  the base pre-finetuned on the corpus's own pairs (when [prefinetune] is configured)
     OUT/model/        the trained embedder (when [training] is configured)
     OUT/eval/         evaluation results (when [evaluation] is configured; mteb's layout in eval/mteb/results,
                       and the model's card, OUT/model/README.md, records them)
@@ -85,7 +86,7 @@ def embed_options(config: EmbedderConfig) -> dict[str, Any]:
 
 
 def run_pipeline(config: PipelineConfig, *, progress: bool = True) -> PipelineResult:
-    """Corpus → generation → mining (→ training → evaluation when configured)."""
+    """Corpus → generation → mining (→ pre-finetuning → training → evaluation when configured)."""
     out = Path(config.out_dir)
     tcfg, ecfg = config.training, config.evaluation  # validated, with their cross-checks, when config was built
     if ecfg is not None and tcfg is not None and "base" not in ecfg.model_fields_set:
@@ -106,6 +107,18 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True) -> PipelineRe
         prompts=prompts, progress=progress, **embed_options(config.embedder)))
     llm.close()
     result = PipelineResult(out, corpus_report, gen, fret, timer)
+    if config.prefinetune is not None and tcfg is not None:
+        from gecko_distill.training import prefinetune
+
+        # the base's own pairs from the run's corpus, then training starts from that model; the evaluation's
+        # base (set above) stays the model the user started with
+        update: dict[str, Any] = {"base_model": tcfg.base_model, "corpus": config.corpus}
+        if "input_format" not in config.prefinetune.model_fields_set:  # both stages in one format
+            update["input_format"] = tcfg.input_format
+        pcfg = config.prefinetune.model_copy(update=update)
+        result.extra["prefinetune"] = timer.run("prefinetune", lambda: prefinetune(
+            out / "prefinetune", config=pcfg, passages=passages))
+        tcfg = tcfg.model_copy(update={"base_model": str(out / "prefinetune")})
     if tcfg is not None:
         from gecko_distill.training import train
 

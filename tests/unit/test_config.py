@@ -146,3 +146,27 @@ def test_fields_added_later_leave_the_fingerprint_only_at_their_default() -> Non
     assert TrainingConfig(hard_negatives=3).fingerprint_dump(mode="json")["hard_negatives"] == 3
     # every other field enters the fingerprint
     assert set(gen.model_dump()) - set(gen.fingerprint_dump()) == {"max_passage_overlap"}
+
+
+def test_prefinetune_table_in_a_run_is_checked_at_load(tmp_path) -> None:
+    ok = load_config(_toml(tmp_path, "[prefinetune]\nmax_pairs = 100\n[training]\nepochs = 1\n"))
+    assert ok.prefinetune is not None and ok.prefinetune.max_pairs == 100
+    with pytest.raises(ConfigError, match=r"\[prefinetune\] prepares the model that \[training\] trains"):
+        load_config(_toml(tmp_path, "[prefinetune]\nmax_pairs = 100\n"))
+    with pytest.raises(ConfigError, match="a run pre-finetunes on its own \\[corpus\\]"):
+        load_config(_toml(tmp_path, '[prefinetune]\n[prefinetune.corpus]\npath = "x"\n[training]\n'))
+    with pytest.raises(ConfigError, match="prefinetune.base_model .* differs from training.base_model"):
+        load_config(_toml(tmp_path, '[prefinetune]\nbase_model = "other"\n[training]\n'))
+
+
+def test_a_base_model_trained_here_enters_the_training_fingerprint(tmp_path) -> None:
+    from gecko_distill.training.finetune import base_model_fingerprint
+
+    base = tmp_path / "pre"
+    base.mkdir()
+    assert base_model_fingerprint(str(base)) is None               # a plain folder: its path is its identity
+    assert base_model_fingerprint("all-MiniLM-L6-v2") is None       # packaged / hub names likewise
+    (base / "manifest.json").write_text('{"stage": "prefinetune", "fingerprint": "abc"}')
+    assert base_model_fingerprint(str(base)) == "abc"               # rewritten in place: a new fingerprint
+    (base / "manifest.json").write_text("not json")
+    assert base_model_fingerprint(str(base)) is None
