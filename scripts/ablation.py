@@ -180,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         spec = dict(spec)
         domain = spec.pop("domain")
-        fret = spec.pop("fret", None) or frets[domain]  # a recipe may name its own FRet set (same dev set)
+        fret = spec.pop("fret", None) or frets.get(domain)  # a recipe may name its own FRet set (same dev set)
+        if fret is None and "model" not in spec:
+            sys.exit(f"recipe {name!r} trains on domain {domain!r}: give --fret {domain}=FRET_DIR")
         if spec.pop("first_query_only", False):  # the "1 query per passage" arm of the queries-per-passage lever
             fret = str(first_query_per_passage(Path(fret), args.out / "fret-1qpp" / domain))
         model_dir = args.out / "models" / name
