@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gecko_distill.artifacts import MANIFEST
 from gecko_distill.embedding.loader import load_embedder
 from gecko_distill.training.config import TrainingConfig
 from gecko_distill.training.data import build_training_data
@@ -17,6 +15,7 @@ from gecko_distill.training.loop import (
     TrainResult,
     build_loss,
     eq3_columns,
+    finished_fingerprint,
     is_finished,
     recorded_dims,
     run_trainer,
@@ -37,22 +36,6 @@ def _file_digest(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:16]
-
-
-def base_model_fingerprint(base_model: str) -> str | None:
-    """The stage fingerprint of a base model that gecko-distill trained (a folder with a ``manifest.json``).
-
-    Its path alone would not do: a pre-finetuning stage rewritten in place (another corpus or config) keeps
-    the path, and a training on top of it must then not resume as finished. None for any other base (a
-    packaged or hub model, a plain folder), which leaves those fingerprints as they were.
-    """
-    manifest = Path(base_model) / MANIFEST
-    if not manifest.is_file():
-        return None
-    try:
-        return json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint")
-    except (OSError, ValueError):
-        return None
 
 
 def train(
@@ -84,7 +67,10 @@ def train(
     inputs = {"sources": {n: s.get("fingerprint") for n, s in training_data.summary["sources"].items()},
               "input_format": mode,
               "mix_files": {m.path: _file_digest(m.path) for m in config.mix}}
-    if (base_fp := base_model_fingerprint(config.base_model)) is not None:
+    # A base gecko-distill trained (e.g. a run's OUT/prefinetune) is known by its stage fingerprint: rewritten in
+    # place it keeps its path, and the training on top must then not resume as finished. Other bases (packaged,
+    # hub, plain folders) have none, which leaves their fingerprints as they were.
+    if (base_fp := finished_fingerprint(Path(config.base_model))) is not None:
         inputs["base_model"] = base_fp
     fp = stage_fingerprint(config.fingerprint_dump(mode="json"), inputs)
     if is_finished(out, fp):

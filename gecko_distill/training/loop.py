@@ -126,15 +126,20 @@ class LossLogCallback(TrainerCallback):
             f.write(json.dumps(row) + "\n")
 
 
+def finished_fingerprint(out_dir: Path) -> str | None:
+    """The fingerprint of a finished stage directory (manifest written last); None without a readable one."""
+    m = Path(out_dir) / "manifest.json"
+    if not m.is_file():
+        return None
+    try:
+        return json.loads(m.read_text(encoding="utf-8")).get("fingerprint")
+    except json.JSONDecodeError:
+        return None
+
+
 def is_finished(out_dir: Path, fp: str) -> bool:
     """A finished stage directory (manifest written last) for the same fingerprint."""
-    m = out_dir / "manifest.json"
-    if not m.is_file():
-        return False
-    try:
-        return json.loads(m.read_text(encoding="utf-8")).get("fingerprint") == fp
-    except json.JSONDecodeError:
-        return False
+    return finished_fingerprint(out_dir) == fp
 
 
 def recorded_dims(out_dir: Path) -> list[int]:
@@ -197,8 +202,7 @@ def contrastive_no_duplicates(dataset: Any, **kwargs: Any) -> Any:
     """
     from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 
-    own_only = set(c for c in eq3_columns(dataset.column_names) if c.startswith("negative_"))
-    cols = [c for c in dataset.column_names if c not in own_only and not c.startswith("cand_")]
+    cols = [c for c in dataset.column_names if not c.startswith(("cand_", "negative_"))]
     return NoDuplicatesBatchSampler(dataset.select_columns(cols), **kwargs)
 
 

@@ -2,8 +2,8 @@
 
 corpus (the Lee news sample pip installs) → Gemma-3-270M writes queries → MiniLM neighbours + QL → FRet →
 pre-finetuning on the corpus's own pairs → one epoch of Gecko + Matryoshka training → base vs trained on a
-tiny STS set → model card, mteb-format results, report, one summary table. Sized to run in about 2 minutes on 2 CPU cores; a second run skips the
-finished stages. Run: ``.venv/bin/pytest tests/integration/test_run_e2e.py -s``.
+tiny STS set → model card, mteb-format results, report, one summary table. Sized to run in about 2 minutes
+on 2 CPU cores; a second run skips the finished stages. Run: ``.venv/bin/pytest tests/integration/test_run_e2e.py -s``.
 """
 
 from __future__ import annotations

@@ -160,13 +160,13 @@ def test_prefinetune_table_in_a_run_is_checked_at_load(tmp_path) -> None:
 
 
 def test_a_base_model_trained_here_enters_the_training_fingerprint(tmp_path) -> None:
-    from gecko_distill.training.finetune import base_model_fingerprint
+    from gecko_distill.training.loop import finished_fingerprint
 
     base = tmp_path / "pre"
     base.mkdir()
-    assert base_model_fingerprint(str(base)) is None               # a plain folder: its path is its identity
-    assert base_model_fingerprint("all-MiniLM-L6-v2") is None       # packaged / hub names likewise
+    assert finished_fingerprint(str(base)) is None               # a plain folder: its path is its identity
+    assert finished_fingerprint("all-MiniLM-L6-v2") is None       # packaged / hub names likewise
     (base / "manifest.json").write_text('{"stage": "prefinetune", "fingerprint": "abc"}')
-    assert base_model_fingerprint(str(base)) == "abc"               # rewritten in place: a new fingerprint
+    assert finished_fingerprint(str(base)) == "abc"               # rewritten in place: a new fingerprint
     (base / "manifest.json").write_text("not json")
-    assert base_model_fingerprint(str(base)) is None
+    assert finished_fingerprint(str(base)) is None
