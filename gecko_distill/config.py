@@ -86,6 +86,11 @@ class PipelineConfig(StrictModel):
                 raise ValueError(f"prefinetune.base_model ({self.prefinetune.base_model!r}) differs from "
                                  f"training.base_model ({self.training.base_model!r}): a run pre-finetunes "
                                  "the model it trains; set training.base_model only")
+            merging = self.training.merge_base > 0 or self.training.merge_with is not None
+            if self.prefinetune.combine == "average" and merging:
+                raise ValueError("prefinetune.combine = 'average' averages the trained model with the "
+                                 "pre-finetuned one: unset training.merge_base and training.merge_with, or "
+                                 "use combine = 'sequential'")
         if self.evaluation is not None:
             if self.training is None:
                 raise ValueError("[evaluation] evaluates the trained model: add a [training] table")

@@ -118,7 +118,10 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True) -> PipelineRe
         pcfg = config.prefinetune.model_copy(update=update)
         result.extra["prefinetune"] = timer.run("prefinetune", lambda: prefinetune(
             out / "prefinetune", config=pcfg, passages=passages))
-        tcfg = tcfg.model_copy(update={"base_model": str(out / "prefinetune")})
+        if config.prefinetune.combine == "average":  # a model soup: both start from the base, half each
+            tcfg = tcfg.model_copy(update={"merge_with": str(out / "prefinetune"), "merge_base": 0.5})
+        else:
+            tcfg = tcfg.model_copy(update={"base_model": str(out / "prefinetune")})
     if tcfg is not None:
         from gecko_distill.training import train
 

@@ -91,8 +91,9 @@ def regression_scores(model_path: str, dims: list[int], cache: Path) -> dict[str
     return out
 
 
-def merged_copy(src: Path, dst: Path, alpha: float) -> Any:
-    """A copy of a trained model directory with its weights averaged with the base (``merge_base``)."""
+def merged_copy(src: Path, dst: Path, alpha: float, other: str = BASE) -> Any:
+    """A copy of a trained model directory with its weights averaged with the base (``merge_base``), or with
+    ``other`` (``merge_with``: a model soup of two fine-tunings of the base)."""
     import shutil
     from types import SimpleNamespace
 
@@ -103,7 +104,7 @@ def merged_copy(src: Path, dst: Path, alpha: float) -> Any:
         shutil.rmtree(dst, ignore_errors=True)
         shutil.copytree(src, dst)
         model = load_embedder(str(src), device="cpu")
-        merge_weights(model, BASE, alpha)
+        merge_weights(model, other, alpha)
         model.save_pretrained(str(dst))
     m = json.loads((src / "manifest.json").read_text())
     return SimpleNamespace(rows=m["rows"], steps=m["summary"]["steps"])
@@ -195,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
             model_dir = Path(trained)
             m = json.loads((model_dir / "manifest.json").read_text())
             res = SimpleNamespace(rows=m["rows"], steps=m["summary"]["steps"])
-        elif merge_from:  # WiSE-FT applied to an already trained recipe: same as training with merge_base
-            res = merged_copy(args.out / "models" / merge_from, model_dir, spec["merge_base"])
+        elif merge_from:  # WiSE-FT / a soup applied to an already trained recipe: as training with merge_base
+            res = merged_copy(args.out / "models" / merge_from, model_dir, spec["merge_base"],
+                              spec.get("merge_with") or BASE)
         else:
             res = train(fret, model_dir, config=TrainingConfig(show_progress=False, **spec))
         train_s = time.time() - t0

@@ -151,7 +151,7 @@ class TrainerSettings(StrictModel):
 class TrainingConfig(TrainerSettings):
     """Fine-tuning (paper §3.3): eq. 3 + Matryoshka on FRet, optionally mixed with other sources."""
 
-    LATER_FIELDS = ("hard_negatives",)
+    LATER_FIELDS = ("hard_negatives", "merge_with")
 
     same_tower: bool = Field(True, description="Put the other in-batch queries in each query's denominator "
                              "(same-tower negatives, eq. 3).")
@@ -193,6 +193,10 @@ class TrainingConfig(TrainerSettings):
     merge_base: float = Field(0.0, ge=0, lt=1, description="After training, average the weights with the base "
                               "model's: theta = (1 - a) * trained + a * base (WiSE-FT). Keeps general skills at a "
                               "fraction of the in-domain gain; 0 = off.")
+    merge_with: str | None = Field(None, description="The model merge_base averages with (unset: base_model, "
+                                   "WiSE-FT). Another model fine-tuned from the same base makes a model "
+                                   "soup; a run's [prefinetune] combine = 'average' sets it to "
+                                   "OUT/prefinetune.")
     round_trip_k: int | None = Field(None, ge=1, description="Train only on rows whose seed passage the mining "
                                      "retriever ranked in its top-k (round-trip consistency, post hoc).")
     corpus: str | None = Field(None, description="Corpus the FRet set was mined from: candidate texts for "
@@ -205,6 +209,9 @@ class TrainingConfig(TrainerSettings):
             raise ValueError("distill needs at least one entry in distill_signals, e.g. {ql = 1.0}")
         if self.distill not in ("none", "auto") and self.distill_weight == 0 and self.contrastive_weight == 0:
             raise ValueError("distill_weight and contrastive_weight are both 0: nothing to train")
+        if self.merge_with is not None and self.merge_base == 0:
+            raise ValueError(f"merge_with = {self.merge_with!r} needs merge_base > 0 (the weight of that "
+                             "model, e.g. 0.5)")
         if self.hard_negatives > 1 and not self.use_negatives:
             raise ValueError(f"hard_negatives = {self.hard_negatives} needs use_negatives = true")
         return self
@@ -221,3 +228,7 @@ class PrefinetuneConfig(TrainerSettings):
     task: str = Field("search result", description="Dataset-level task string prepended to every query.")
     min_words: int = Field(3, ge=1, description="Skip pairs whose query or document has fewer words.")
     max_pairs: int | None = Field(None, ge=1, description="Use at most this many pairs.")
+    combine: Literal["sequential", "average"] = Field(
+        "sequential", description="In a run: 'sequential' (the paper) fine-tunes the pre-finetuned model; "
+        "'average' fine-tunes the base and averages the result with the pre-finetuned model, half each (a "
+        "model soup: training.merge_with).")

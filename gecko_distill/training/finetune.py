@@ -17,6 +17,7 @@ from gecko_distill.training.loop import (
     eq3_columns,
     finished_fingerprint,
     is_finished,
+    mergeable_weights,
     recorded_dims,
     run_trainer,
     stage_fingerprint,
@@ -72,6 +73,8 @@ def train(
     # hub, plain folders) have none, which leaves their fingerprints as they were.
     if (base_fp := finished_fingerprint(Path(config.base_model))) is not None:
         inputs["base_model"] = base_fp
+    if config.merge_with and (merge_fp := finished_fingerprint(Path(config.merge_with))) is not None:
+        inputs["merge_with"] = merge_fp
     fp = stage_fingerprint(config.fingerprint_dump(mode="json"), inputs)
     if is_finished(out, fp):
         logger.info("%s already holds a finished training run with this config and data; skipping", out)
@@ -80,6 +83,8 @@ def train(
                            first_loss=None, last_loss=None, elapsed_s=0.0, skipped=True)
 
     model = load_embedder(config.base_model, device=config.device, max_seq_length=config.max_seq_length)
+    if config.merge_with:
+        mergeable_weights(model, config.merge_with)  # a bad one fails now, not after the training
     n_contrastive = min(len(eq3_columns(d.column_names)) for d in training_data.datasets.values())
     loss, dims = build_loss(model, config, same_tower=config.same_tower, n_contrastive=n_contrastive,
                             distill=training_data.summary.get("distill", "none"))

@@ -292,7 +292,7 @@ def run_trainer(
 
     alpha = getattr(settings, "merge_base", 0.0)
     if alpha > 0:
-        merge_weights(model, settings.base_model, alpha)
+        merge_weights(model, getattr(settings, "merge_with", None) or settings.base_model, alpha)
     # The saved model carries Gecko's formats as named prompts: encode_query / encode_document pick up
     # "query" / "document", and each Table 9 task string is a prompt name of its own.
     fmt = input_format or ("unified" if settings.input_format == "auto" else settings.input_format)
@@ -340,21 +340,36 @@ def _write_manifest(out_dir: Path, result: TrainResult, *, fp: str, stage: str, 
     atomic_write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
 
 
+def mergeable_weights(model: SentenceTransformer, other: str) -> dict[str, Any]:
+    """``other``'s floating-point weights, keyed as ``model``'s; raises unless every one has a counterpart of
+    the same shape (averaging only some layers would give a model neither side trained). ``train`` calls it
+    before training too, so a wrong ``merge_with`` fails before the hours, not after."""
+    from gecko_distill.embedding.loader import load_embedder
+
+    theirs = load_embedder(other, device="cpu").state_dict()
+    own = {n: p for n, p in model.state_dict().items() if p.dtype.is_floating_point}
+    unmatched = [n for n, p in own.items() if n not in theirs or theirs[n].shape != p.shape]
+    if unmatched:
+        raise ConfigError(f"cannot average the trained weights with {other}: {len(unmatched)} of {len(own)} "
+                          f"weights have no counterpart of the same shape there (first: {unmatched[0]}); "
+                          "merge with a model of the same architecture, fine-tuned from the same base")
+    return {n: theirs[n] for n in own}
+
+
 def merge_weights(model: SentenceTransformer, base_model: str, alpha: float) -> None:
     """WiSE-FT (Wortsman et al. 2022): ``theta = (1 - alpha) * trained + alpha * base``, in place.
 
     Fine-tuned and starting weights lie in one low-loss basin, so their average keeps most of the in-domain
-    gain and most of what the base did well elsewhere; it costs one pass over the weights.
+    gain and most of what the base did well elsewhere; it costs one pass over the weights. ``base_model`` may
+    also be another model fine-tuned from the same start (a model soup, Wortsman et al. 2022): both
+    fine-tunings' displacements are kept, at weights 1 - alpha and alpha, with no second training pass.
     """
     import torch
 
-    from gecko_distill.embedding.loader import load_embedder
-
-    base = load_embedder(base_model, device="cpu").state_dict()
+    own = dict(model.state_dict())
     with torch.no_grad():
-        for name, p in model.state_dict().items():
-            if name in base and p.dtype.is_floating_point and base[name].shape == p.shape:
-                p.copy_((1 - alpha) * p + alpha * base[name].to(p.device, p.dtype))
+        for name, w in mergeable_weights(model, base_model).items():
+            own[name].copy_((1 - alpha) * own[name] + alpha * w.to(own[name].device, own[name].dtype))
 
 
 def stage_fingerprint(config_dump: dict[str, Any], inputs: dict[str, Any]) -> str:

@@ -122,3 +122,13 @@ def test_run_goes_from_corpus_to_an_evaluated_model_with_card_results_and_report
     assert again.exit_code == 0, again.output
     assert again.output.count("already trained") == 2  # pre-finetuning and training
     assert "time: evaluate" not in again.output and "minists @ 384" in again.output  # evaluation: read back
+
+    # combine = "average": the same pre-finetuned model (its fingerprint ignores `combine`), now averaged with a
+    # fine-tuning of the base (a model soup) instead of fine-tuned itself
+    cfg.write_text(cfg.read_text().replace("max_pairs = 8\n", 'max_pairs = 8\ncombine = "average"\n'))
+    soup = CliRunner().invoke(app, ["run", str(cfg), "--no-progress"])
+    assert soup.exit_code == 0, soup.output
+    assert soup.output.count("already trained") == 1  # pre-finetuning only
+    soup_cfg = json.loads((run / "model" / "train_config.json").read_text())
+    assert soup_cfg["base_model"] == "all-MiniLM-L6-v2"
+    assert soup_cfg["merge_with"] == str(run / "prefinetune") and soup_cfg["merge_base"] == 0.5

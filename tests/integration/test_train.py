@@ -338,3 +338,32 @@ def test_model_card_is_hub_ready_and_records_the_evaluation(trained: Path, tmp_p
     assert "## Evaluation" in card.text and "| minists | 64 |" in card.text
     assert (trained / "eval_results.json").is_file()
     assert model_fingerprint(trained, max_seq_length=64) == fp  # recorded results are not weights
+
+
+def test_merge_with_averages_two_fine_tunings_of_one_base(fret_dir: Path, tmp_path: Path) -> None:
+    """merge_with (a model soup): the saved weights are the average of this training's weights and the other
+    model's, and that model's stage fingerprint enters this training's."""
+    def run(out: Path, **kw) -> dict[str, torch.Tensor]:
+        cfg = TrainingConfig(batch_size=BATCH, max_steps=1, max_seq_length=48, matryoshka_dims=[384],
+                             warmup_ratio=0.0, show_progress=False, **kw)  # no warm-up: step 1 moves
+        train(fret_dir, out, config=cfg)
+        return SentenceTransformer(str(out), device="cpu").state_dict()
+
+    other = run(tmp_path / "other", learning_rate=3e-4)
+    alone = run(tmp_path / "alone", learning_rate=1e-3)
+    soup = run(tmp_path / "soup", learning_rate=1e-3, merge_with=str(tmp_path / "other"), merge_base=0.5)
+    moved = [k for k, v in alone.items() if v.is_floating_point() and not torch.allclose(v, other[k])]
+    assert moved                                                     # the two fine-tunings differ
+    for k in moved:
+        assert torch.allclose(soup[k], (alone[k] + other[k]) / 2, atol=1e-5), k
+    fps = {d: json.loads((tmp_path / d / "manifest.json").read_text())["fingerprint"]
+           for d in ("alone", "soup")}
+    assert fps["alone"] != fps["soup"]
+    # rewriting the other model in place retrains the soup (its fingerprint is an input)
+    manifest = json.loads((tmp_path / "other" / "manifest.json").read_text())
+    manifest["fingerprint"] = "rewritten"
+    (tmp_path / "other" / "manifest.json").write_text(json.dumps(manifest))
+    res = train(fret_dir, tmp_path / "soup", config=TrainingConfig(
+        batch_size=BATCH, max_steps=1, max_seq_length=48, matryoshka_dims=[384], warmup_ratio=0.0,
+        show_progress=False, learning_rate=1e-3, merge_with=str(tmp_path / "other"), merge_base=0.5))
+    assert not res.skipped

@@ -144,6 +144,7 @@ def test_fields_added_later_leave_the_fingerprint_only_at_their_default() -> Non
     assert "hard_negatives" not in train.fingerprint_dump(mode="json")
     assert train.model_dump(mode="json")["hard_negatives"] == 1
     assert TrainingConfig(hard_negatives=3).fingerprint_dump(mode="json")["hard_negatives"] == 3
+    assert "merge_with" not in train.fingerprint_dump(mode="json")
     # every other field enters the fingerprint
     assert set(gen.model_dump()) - set(gen.fingerprint_dump()) == {"max_passage_overlap"}
 
@@ -157,6 +158,12 @@ def test_prefinetune_table_in_a_run_is_checked_at_load(tmp_path) -> None:
         load_config(_toml(tmp_path, '[prefinetune]\n[prefinetune.corpus]\npath = "x"\n[training]\n'))
     with pytest.raises(ConfigError, match="prefinetune.base_model .* differs from training.base_model"):
         load_config(_toml(tmp_path, '[prefinetune]\nbase_model = "other"\n[training]\n'))
+    soup = load_config(_toml(tmp_path, '[prefinetune]\ncombine = "average"\n[training]\n'))
+    assert soup.prefinetune is not None and soup.prefinetune.combine == "average"
+    with pytest.raises(ConfigError, match="combine = 'average' averages the trained model"):
+        load_config(_toml(tmp_path, '[prefinetune]\ncombine = "average"\n[training]\nmerge_base = 0.3\n'))
+    with pytest.raises(ConfigError, match="merge_with = 'x' needs merge_base > 0"):
+        load_config(_toml(tmp_path, '[training]\nmerge_with = "x"\n'))
 
 
 def test_a_base_model_trained_here_enters_the_training_fingerprint(tmp_path) -> None:
