@@ -134,7 +134,7 @@ def prefinetune(
     digest = hashlib.sha256("\n".join(a + "\t" + b for a, b in pairs).encode("utf-8")).hexdigest()[:16]
     dump = config.model_dump(mode="json")
     # `combine` decides what a run does with this model afterwards, not its weights
-    fp = stage_fingerprint(config.model_dump(mode="json", exclude={"combine"}), {"pairs": digest})
+    fp = stage_fingerprint({k: v for k, v in dump.items() if k != "combine"}, {"pairs": digest})
     out = Path(out_dir)
     if is_finished(out, fp):
         logger.info("%s already holds a finished pre-finetuning run; skipping", out)

@@ -3,7 +3,9 @@
 corpus (the Lee news sample pip installs) → Gemma-3-270M writes queries → MiniLM neighbours + QL → FRet →
 pre-finetuning on the corpus's own pairs → one epoch of Gecko + Matryoshka training → base vs trained on a
 tiny STS set → model card, mteb-format results, report, one summary table. Sized to run in about 2 minutes
-on 2 CPU cores; a second run skips the finished stages. Run: ``.venv/bin/pytest tests/integration/test_run_e2e.py -s``.
+on 2 CPU cores; a second run skips the finished stages, a third averages the pre-finetuned model with a
+fine-tuning of the base (``combine = "average"``).
+Run: ``.venv/bin/pytest tests/integration/test_run_e2e.py -s``.
 """
 
 from __future__ import annotations
@@ -123,8 +125,8 @@ def test_run_goes_from_corpus_to_an_evaluated_model_with_card_results_and_report
     assert again.output.count("already trained") == 2  # pre-finetuning and training
     assert "time: evaluate" not in again.output and "minists @ 384" in again.output  # evaluation: read back
 
-    # combine = "average": the same pre-finetuned model (its fingerprint ignores `combine`), now averaged with a
-    # fine-tuning of the base (a model soup) instead of fine-tuned itself
+    # combine = "average": the same pre-finetuned model (its fingerprint ignores `combine`), now averaged with
+    # a fine-tuning of the base (a model soup) instead of fine-tuned itself
     cfg.write_text(cfg.read_text().replace("max_pairs = 8\n", 'max_pairs = 8\ncombine = "average"\n'))
     soup = CliRunner().invoke(app, ["run", str(cfg), "--no-progress"])
     assert soup.exit_code == 0, soup.output
