@@ -157,8 +157,9 @@ def register(app: typer.Typer) -> None:
                                                     "of PrefinetuneConfig keys; flags override it.")] = None,
         progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     ) -> None:
-        """Optional stage before `train`: self-supervised (title, body) / (first sentence, rest) pairs from a
-        corpus, in-batch negatives only (paper eq. 2). Pass OUT as `train --base OUT`."""
+        """Optional stage before `train`: self-supervised (title, body) / (first sentence, rest) / (a sentence,
+        the rest: inverse cloze) pairs from a corpus, in-batch negatives only (paper eq. 2). Pass OUT as
+        `train --base OUT`."""
         from gecko_distill.training import prefinetune as run_prefinetune
 
         try:

@@ -222,9 +222,10 @@ class PrefinetuneConfig(TrainerSettings):
 
     corpus: CorpusConfig = Field(default_factory=CorpusConfig, description="The corpus the pairs come from "
                                  "(`gecko-distill prefinetune`; in a run, the run's [corpus] and not this table).")
-    pair_mode: Literal["auto", "title_body", "first_sentence"] = Field(
+    pair_mode: Literal["auto", "title_body", "first_sentence", "inverse_cloze"] = Field(
         "auto", description="'title_body' = (title, text); 'first_sentence' = (first sentence, rest); "
-        "'auto' = title-body where a title exists, else first sentence-rest.")
+        "'auto' = title-body where a title exists, else first sentence-rest; 'inverse_cloze' = (a random "
+        "sentence, the passage without it, with its title): needs no titles.")
     task: str = Field("search result", description="Dataset-level task string prepended to every query.")
     min_words: int = Field(3, ge=1, description="Skip pairs whose query or document has fewer words.")
     max_pairs: int | None = Field(None, ge=1, description="Use at most this many pairs.")

@@ -6,7 +6,12 @@ in-batch passage, no hard negatives and no same-tower term. We build such pairs 
 - ``title_body``: (title, text), the first passage per title only, since several passages sharing one
   title would give one query several positives (in-batch false negatives);
 - ``first_sentence``: (first sentence, rest of the passage);
-- ``auto``: title–body where a title is new, else first sentence–rest.
+- ``auto``: title–body where a title is new, else first sentence–rest;
+- ``inverse_cloze``: (a random sentence, the passage without it, its title kept): the inverse cloze task of
+  Lee et al. 2019 (ORQA). It needs no titles, so it works on any corpus of multi-sentence passages, and its
+  queries are statements from the middle of a passage, not only its opening: closer to what fact checking and
+  search ask. The sentence is removed (ORQA keeps it 10% of the time; we never do) so that the pair cannot be
+  matched by copying words, and the title stays because evaluation sees the title with the text.
 
 A dataset-level task string is prepended to every query (``task: search result | query: …``), passages get
 the document format. The loss is :class:`GeckoLoss` with ``same_tower=False`` on pairs, which is exactly
@@ -44,7 +49,7 @@ if TYPE_CHECKING:
 
     from gecko_distill.records import Passage
 
-__all__ = ["prefinetune", "self_supervised_pairs", "split_first_sentence"]
+__all__ = ["prefinetune", "self_supervised_pairs", "split_first_sentence", "split_sentences"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +65,22 @@ def split_first_sentence(text: str) -> tuple[str, str]:
     return first, rest
 
 
+def split_sentences(text: str) -> list[str]:
+    """Every sentence of ``text``, stripped, empty ones dropped."""
+    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+
+
+def _inverse_cloze(text: str, rng: random.Random, min_words: int) -> tuple[str, str]:
+    """``(one sentence, the others joined)``, the sentence drawn among those of at least ``min_words`` words
+    (any, if none is that long); ``(text, "")`` for a single sentence, which the caller skips."""
+    sentences = split_sentences(text)
+    if len(sentences) < 2:
+        return text.strip(), ""
+    eligible = [i for i, s in enumerate(sentences) if _n_words(s) >= min_words] or list(range(len(sentences)))
+    i = rng.choice(eligible)
+    return sentences[i], " ".join(sentences[:i] + sentences[i + 1:])
+
+
 def _n_words(text: str) -> int:
     words = len(text.split())
     # Scripts without spaces (CJK, Thai): count ~3 characters as a word.
@@ -69,15 +90,21 @@ def _n_words(text: str) -> int:
 def self_supervised_pairs(
     passages: Iterable[Passage], *, mode: str = "auto", min_words: int = 3, max_pairs: int | None = None,
     seed: int = 0,
-) -> tuple[list[tuple[str, str]], Counter[str]]:
-    """(query, document) pairs from passages, and a counter of skipped passages by reason."""
-    pairs: list[tuple[str, str]] = []
+) -> tuple[list[tuple[str, str, str]], Counter[str]]:
+    """(query, document, document title) triples from passages, and a counter of skipped passages by reason.
+    The title is empty except in ``inverse_cloze`` mode (elsewhere the title is the query or absent)."""
+    pairs: list[tuple[str, str, str]] = []
     skipped: Counter[str] = Counter()
     seen_titles: set[str] = set()
+    rng = random.Random(seed)
     for p in passages:
         title = (p.title or "").strip()
+        doc_title = ""
         use_title = mode == "title_body" or (mode == "auto" and title and title not in seen_titles)
-        if use_title:
+        if mode == "inverse_cloze":
+            q, d = _inverse_cloze(p.text, rng, min_words)
+            doc_title = title
+        elif use_title:
             if not title:
                 skipped["no_title"] += 1
                 continue
@@ -94,7 +121,7 @@ def self_supervised_pairs(
         if _n_words(q) < min_words or _n_words(d) < min_words:
             skipped["too_short"] += 1
             continue
-        pairs.append((q, d))
+        pairs.append((q, d, doc_title))
     if max_pairs is not None and len(pairs) > max_pairs:
         pairs = random.Random(seed).sample(pairs, max_pairs)
     return pairs, skipped
@@ -126,12 +153,14 @@ def prefinetune(
                          f"(skipped: {dict(skipped)}); in-batch negatives need more. Try pair_mode="
                          "'first_sentence' or a larger corpus.")
     mode = config.resolved_input_format()
-    cols = {"anchor": [format_query(config.task, q, mode=mode) for q, _ in pairs],
-            "positive": [format_document(d, None, mode=mode) for _, d in pairs]}
+    cols = {"anchor": [format_query(config.task, q, mode=mode) for q, _, _ in pairs],
+            "positive": [format_document(d, t or None, mode=mode) for _, d, t in pairs]}
     data = TrainingData(datasets={"pairs": Dataset.from_dict(cols)}, weights={"pairs": 1.0},
                         summary={"sources": {"pairs": {"rows": len(pairs), "passages": len(passages),
                                                        "dropped": dict(skipped)}}})
-    digest = hashlib.sha256("\n".join(a + "\t" + b for a, b in pairs).encode("utf-8")).hexdigest()[:16]
+    # the title joins the digest only where there is one (title_body and first_sentence digests unchanged)
+    text = "\n".join("\t".join(p if p[2] else p[:2]) for p in pairs)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     dump = config.model_dump(mode="json")
     # `combine` decides what a run does with this model afterwards, not its weights
     fp = stage_fingerprint({k: v for k, v in dump.items() if k != "combine"}, {"pairs": digest})

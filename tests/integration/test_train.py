@@ -220,11 +220,14 @@ def test_mixture_plain_format_and_gradcache(fret_dir: Path, tmp_path: Path) -> N
 def test_prefinetune_cli_on_a_corpus(tmp_path: Path) -> None:
     out = tmp_path / "pre"
     res = CliRunner().invoke(app, ["prefinetune", "--corpus", "demo:gensim-lee", "--out", str(out),
+                                   "--pair-mode", "inverse_cloze",  # the Lee articles have no titles
                                    "--max-pairs", "32", "--max-steps", "2", "--batch-size", "8",
                                    "--max-seq-length", "48", "--dims", "384,128", "--no-progress"])
     assert res.exit_code == 0, res.output
     info = read_model_info(out)
     assert info.stage == "prefinetune" and info.matryoshka_dims == [384, 128]
+    assert json.loads((out / "train_config.json").read_text())["pair_mode"] == "inverse_cloze"
+    assert json.loads((out / "manifest.json").read_text())["rows"] == 32
     assert info.loss["same_tower"] is False                           # eq. 2: in-batch positives only
     assert [r["step"] for r in read_jsonl(out / "train_log.jsonl")] == [1, 2]
     assert SentenceTransformer(str(out), device="cpu").encode_query(["rain in Sydney"]).shape == (1, 384)

@@ -29,7 +29,7 @@ from gecko_distill.training.data import (
     pair_rows,
     read_fret,
 )
-from gecko_distill.training.prefinetuning import self_supervised_pairs, split_first_sentence
+from gecko_distill.training.prefinetuning import self_supervised_pairs, split_first_sentence, split_sentences
 from gecko_distill.training.sampling import WeightedSourceBatchSampler
 
 
@@ -261,9 +261,26 @@ def test_self_supervised_pairs_title_body_once_per_title() -> None:
           Passage("b1", "Short one.", ""),
           Passage("c1", "Bushfires burned near Sydney today. Crews worked through the night.", "")]
     pairs, skipped = self_supervised_pairs(ps, mode="auto", min_words=3)
-    assert pairs == [("Paris France capital", "Paris is the capital of France. It lies on the Seine river."),
-                     ("The city has many museums.", "The Louvre is the largest one."),
-                     ("Bushfires burned near Sydney today.", "Crews worked through the night.")]
+    assert pairs == [("Paris France capital", "Paris is the capital of France. It lies on the Seine river.", ""),
+                     ("The city has many museums.", "The Louvre is the largest one.", ""),
+                     ("Bushfires burned near Sydney today.", "Crews worked through the night.", "")]
     assert skipped == Counter(single_sentence=1)
     pairs, skipped = self_supervised_pairs(ps, mode="title_body")
     assert len(pairs) == 1 and skipped == Counter(repeated_title=1, no_title=2)
+
+
+def test_inverse_cloze_pairs_take_any_sentence_out_and_keep_the_title() -> None:
+    text = "Rain fell all day. The river rose fast. Roads closed at noon. Ok. Schools sent pupils home early."
+    ps = [Passage(f"p{i}", text, "Floods" if i % 2 else "") for i in range(40)]
+    ps.append(Passage("one", "A single sentence with enough words.", "T"))
+    pairs, skipped = self_supervised_pairs(ps, mode="inverse_cloze", min_words=3, seed=1)
+    assert skipped == Counter(single_sentence=1) and len(pairs) == 40
+    sentences = split_sentences(text)
+    for (query, doc, title), p in zip(pairs, ps, strict=False):
+        assert query in sentences and query != "Ok."            # too short to be the query
+        assert doc == " ".join(s for s in sentences if s != query)   # taken out, order kept
+        assert title == p.title
+    assert len({q for q, _, _ in pairs}) == 4                   # every long sentence gets drawn
+    again, _ = self_supervised_pairs(ps, mode="inverse_cloze", min_words=3, seed=1)
+    other, _ = self_supervised_pairs(ps, mode="inverse_cloze", min_words=3, seed=2)
+    assert again == pairs and other != pairs                    # seeded
