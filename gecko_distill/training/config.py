@@ -151,7 +151,7 @@ class TrainerSettings(StrictModel):
 class TrainingConfig(TrainerSettings):
     """Fine-tuning (paper §3.3): eq. 3 + Matryoshka on FRet, optionally mixed with other sources."""
 
-    LATER_FIELDS = ("hard_negatives", "merge_with")
+    LATER_FIELDS = ("hard_negatives", "merge_with", "soup_seeds")
 
     same_tower: bool = Field(True, description="Put the other in-batch queries in each query's denominator "
                              "(same-tower negatives, eq. 3).")
@@ -197,6 +197,9 @@ class TrainingConfig(TrainerSettings):
                                    "WiSE-FT). Another model fine-tuned from the same base makes a model "
                                    "soup; a run's [prefinetune] combine = 'average' sets it to "
                                    "OUT/prefinetune.")
+    soup_seeds: int = Field(1, ge=1, description="Train this many times, with seeds seed, seed + 1, …, and "
+                            "average the weights (a model soup of seeds; merge_base then applies to the average). "
+                            "Costs that many trainings, no more data; 1 = one training.")
     round_trip_k: int | None = Field(None, ge=1, description="Train only on rows whose seed passage the mining "
                                      "retriever ranked in its top-k (round-trip consistency, post hoc).")
     corpus: str | None = Field(None, description="Corpus the FRet set was mined from: candidate texts for "

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gecko_distill.embedding.loader import load_embedder
 from gecko_distill.training.config import TrainingConfig
@@ -21,12 +23,20 @@ from gecko_distill.training.loop import (
     recorded_dims,
     run_trainer,
     stage_fingerprint,
+    write_soup,
 )
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
 
-__all__ = ["train"]
+    from gecko_distill.training.data import TrainingData
+
+__all__ = ["SOUP_MEMBERS", "train"]
+
+#: Where a soup of seeds keeps its members (inside the model directory, removed once the soup is written
+#: unless ``keep_checkpoints``): each is a finished training of its own, so a killed soup resumes member by
+#: member.
+SOUP_MEMBERS = "soup-members"
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +92,9 @@ def train(
                            matryoshka_dims=recorded_dims(out),
                            first_loss=None, last_loss=None, elapsed_s=0.0, skipped=True)
 
+    if config.soup_seeds > 1:
+        return _soup_of_seeds(data, out, config=config, fp=fp, dump=dump, training_data=training_data,
+                              callbacks=callbacks)
     model = load_embedder(config.base_model, device=config.device, max_seq_length=config.max_seq_length)
     if config.merge_with:
         mergeable_weights(model, config.merge_with)  # a bad one fails now, not after the training
@@ -95,3 +108,25 @@ def train(
                        fp=fp, stage="train", config_dump=dump, callbacks=callbacks,
                        same_tower=config.same_tower, input_format=mode)
 
+
+
+def _soup_of_seeds(data: str | Path | None, out: Path, *, config: TrainingConfig, fp: str,
+                   dump: dict[str, Any], training_data: TrainingData,
+                   callbacks: Sequence[TrainerCallback]) -> TrainResult:
+    """``soup_seeds`` trainings with seeds ``seed, seed + 1, …`` (each a plain training, no merge), then
+    their uniform average, then ``merge_base`` on that average."""
+    started = time.time()
+    if config.merge_with:
+        mergeable_weights(load_embedder(config.base_model, device="cpu"), config.merge_with)  # fail early
+    members = []
+    for k in range(config.soup_seeds):
+        seed = config.seed + k
+        member = config.model_copy(update={"seed": seed, "soup_seeds": 1, "merge_base": 0.0,
+                                           "merge_with": None})
+        logger.info("soup of seeds: member %d of %d (seed %d)", k + 1, config.soup_seeds, seed)
+        members.append(train(data, out / SOUP_MEMBERS / f"seed-{seed}", config=member, callbacks=callbacks))
+    result = write_soup(members, out, settings=config, fp=fp, config_dump=dump, data=training_data,
+                        started=started)
+    if not config.keep_checkpoints:
+        shutil.rmtree(out / SOUP_MEMBERS, ignore_errors=True)
+    return result

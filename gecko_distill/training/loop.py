@@ -372,6 +372,39 @@ def merge_weights(model: SentenceTransformer, base_model: str, alpha: float) -> 
             own[name].copy_((1 - alpha) * own[name] + alpha * w.to(own[name].device, own[name].dtype))
 
 
+def write_soup(members: Sequence[TrainResult], out_dir: Path, *, settings: TrainerSettings, fp: str,
+               config_dump: dict[str, Any], data: TrainingData, started: float) -> TrainResult:
+    """Average finished trainings of one base uniformly into ``out_dir`` (a model soup, Wortsman et al. 2022).
+
+    The members differ only in their seed, so they start from one point and land in one basin: their mean
+    keeps what they agree on and averages out what one seed's batch order happened to teach. The mean is a
+    running average (after ``i`` models each weighs ``1/i``) by :func:`merge_weights`, so one member is held
+    in memory besides the soup. The first member's recorded info (format, prompts, dims, loss) is the soup's.
+    """
+    from gecko_distill.embedding.loader import load_embedder
+    from gecko_distill.training.model_info import read_model_info
+
+    first = members[0].model_dir
+    model = load_embedder(str(first), device="cpu", max_seq_length=settings.max_seq_length)
+    for i, member in enumerate(members[1:], start=2):
+        merge_weights(model, str(member.model_dir), 1 / i)
+    alpha = getattr(settings, "merge_base", 0.0)
+    if alpha > 0:  # WiSE-FT / a soup with another model applies to the soup of seeds, not to each member
+        merge_weights(model, getattr(settings, "merge_with", None) or settings.base_model, alpha)
+    _prepare_dir(out_dir, fp)
+    model.save_pretrained(str(out_dir))
+    info = read_model_info(first)
+    assert info is not None  # members are finished gecko-distill trainings
+    write_model_info(out_dir, info)
+    atomic_write_text(out_dir / TRAIN_CONFIG, json.dumps(config_dump, indent=2, ensure_ascii=False))
+    steps = sum(json.loads((m.model_dir / "manifest.json").read_text())["summary"]["steps"] for m in members)
+    result = TrainResult(model_dir=out_dir, steps=steps, rows=data.num_rows,
+                         matryoshka_dims=list(info.matryoshka_dims), first_loss=members[0].first_loss,
+                         last_loss=members[-1].last_loss, elapsed_s=round(time.time() - started, 2))
+    _write_manifest(out_dir, result, fp=fp, stage="train", data=data)
+    return result
+
+
 def stage_fingerprint(config_dump: dict[str, Any], inputs: dict[str, Any]) -> str:
     """Fingerprint of what determines the trained weights (not resume/progress/logging knobs)."""
     ignore = {"resume", "keep_checkpoints", "device", "show_progress", "save_steps", "save_total_limit",

@@ -19,8 +19,10 @@ from typer.testing import CliRunner
 from gecko_distill.artifacts import StageDir, read_jsonl
 from gecko_distill.cli import app
 from gecko_distill.corpus import iter_demo_corpus
+from gecko_distill.embedding.loader import resolve_embedder_path
 from gecko_distill.training import GeckoLoss, MixSource, TrainingConfig, read_model_info, train
 from gecko_distill.training.data import format_fret_rows
+from gecko_distill.training.finetune import SOUP_MEMBERS
 from gecko_distill.training.prefinetuning import split_first_sentence
 
 ROWS = 24
@@ -370,3 +372,28 @@ def test_merge_with_averages_two_fine_tunings_of_one_base(fret_dir: Path, tmp_pa
         batch_size=BATCH, max_steps=1, max_seq_length=48, matryoshka_dims=[384], warmup_ratio=0.0,
         show_progress=False, learning_rate=1e-3, merge_with=str(tmp_path / "other"), merge_base=0.5))
     assert not res.skipped
+
+
+def test_soup_seeds_averages_trainings_that_differ_only_in_their_seed(fret_dir: Path, tmp_path: Path) -> None:
+    """soup_seeds = 2: two real trainings (seeds 3 and 4) averaged uniformly, then merge_base on the average;
+    the members are removed once the soup is written, and a second call is skipped as finished."""
+    kw = dict(batch_size=BATCH, max_steps=2, max_seq_length=48, matryoshka_dims=[384], warmup_ratio=0.0,
+              learning_rate=1e-3, show_progress=False)
+
+    def weights(out: Path) -> dict[str, torch.Tensor]:
+        return SentenceTransformer(str(out), device="cpu").state_dict()
+
+    train(fret_dir, tmp_path / "s3", config=TrainingConfig(seed=3, **kw))
+    train(fret_dir, tmp_path / "s4", config=TrainingConfig(seed=4, **kw))
+    soup_cfg = TrainingConfig(seed=3, soup_seeds=2, merge_base=0.5, **kw)
+    res = train(fret_dir, tmp_path / "soup", config=soup_cfg)
+    a, b, soup = weights(tmp_path / "s3"), weights(tmp_path / "s4"), weights(tmp_path / "soup")
+    base = SentenceTransformer(resolve_embedder_path("all-MiniLM-L6-v2"), device="cpu").state_dict()
+    moved = [k for k, v in a.items() if v.is_floating_point() and not torch.allclose(v, b[k])]
+    assert moved                                                     # the seeds trained differently
+    for k in moved:
+        assert torch.allclose(soup[k], 0.5 * (a[k] + b[k]) / 2 + 0.5 * base[k], atol=1e-5), k
+    assert res.steps == 4 and not (tmp_path / "soup" / SOUP_MEMBERS).exists()
+    recorded = json.loads((tmp_path / "soup" / "train_config.json").read_text())
+    assert recorded["soup_seeds"] == 2 and recorded["seed"] == 3
+    assert train(fret_dir, tmp_path / "soup", config=soup_cfg).skipped

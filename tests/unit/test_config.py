@@ -145,6 +145,8 @@ def test_fields_added_later_leave_the_fingerprint_only_at_their_default() -> Non
     assert train.model_dump(mode="json")["hard_negatives"] == 1
     assert TrainingConfig(hard_negatives=3).fingerprint_dump(mode="json")["hard_negatives"] == 3
     assert "merge_with" not in train.fingerprint_dump(mode="json")
+    assert "soup_seeds" not in train.fingerprint_dump(mode="json")
+    assert TrainingConfig(soup_seeds=3).fingerprint_dump(mode="json")["soup_seeds"] == 3
     # every other field enters the fingerprint
     assert set(gen.model_dump()) - set(gen.fingerprint_dump()) == {"max_passage_overlap"}
 

@@ -261,7 +261,8 @@ def test_self_supervised_pairs_title_body_once_per_title() -> None:
           Passage("b1", "Short one.", ""),
           Passage("c1", "Bushfires burned near Sydney today. Crews worked through the night.", "")]
     pairs, skipped = self_supervised_pairs(ps, mode="auto", min_words=3)
-    assert pairs == [("Paris France capital", "Paris is the capital of France. It lies on the Seine river.", ""),
+    assert pairs == [("Paris France capital", "Paris is the capital of France. It lies on the Seine river.",
+                      ""),
                      ("The city has many museums.", "The Louvre is the largest one.", ""),
                      ("Bushfires burned near Sydney today.", "Crews worked through the night.", "")]
     assert skipped == Counter(single_sentence=1)
