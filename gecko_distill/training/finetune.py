@@ -109,7 +109,6 @@ def train(
                        same_tower=config.same_tower, input_format=mode)
 
 
-
 def _soup_of_seeds(data: str | Path | None, out: Path, *, config: TrainingConfig, fp: str,
                    dump: dict[str, Any], training_data: TrainingData,
                    callbacks: Sequence[TrainerCallback]) -> TrainResult:

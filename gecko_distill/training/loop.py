@@ -394,7 +394,9 @@ def write_soup(members: Sequence[TrainResult], out_dir: Path, *, settings: Train
     _prepare_dir(out_dir, fp)
     model.save_pretrained(str(out_dir))
     info = read_model_info(first)
-    assert info is not None  # members are finished gecko-distill trainings
+    if info is None:
+        raise ConfigError(f"{first} records no gecko-distill model info; a soup's members are its own "
+                          "trainings")
     write_model_info(out_dir, info)
     atomic_write_text(out_dir / TRAIN_CONFIG, json.dumps(config_dump, indent=2, ensure_ascii=False))
     steps = sum(json.loads((m.model_dir / "manifest.json").read_text())["summary"]["steps"] for m in members)
