@@ -290,9 +290,7 @@ def run_trainer(
     if not trainer.is_world_process_zero():
         return result  # multi-process (torchrun) training: only rank 0 writes the model directory
 
-    alpha = getattr(settings, "merge_base", 0.0)
-    if alpha > 0:
-        merge_weights(model, getattr(settings, "merge_with", None) or settings.base_model, alpha)
+    _merge_as_configured(model, settings)
     # The saved model carries Gecko's formats as named prompts: encode_query / encode_document pick up
     # "query" / "document", and each Table 9 task string is a prompt name of its own.
     fmt = input_format or ("unified" if settings.input_format == "auto" else settings.input_format)
@@ -372,6 +370,14 @@ def merge_weights(model: SentenceTransformer, base_model: str, alpha: float) -> 
             own[name].copy_((1 - alpha) * own[name] + alpha * w.to(own[name].device, own[name].dtype))
 
 
+def _merge_as_configured(model: SentenceTransformer, settings: TrainerSettings) -> None:
+    """``merge_base`` of the settings (fine-tuning only; pre-finetuning has none): WiSE-FT with the base, or a
+    soup with ``merge_with``."""
+    alpha = getattr(settings, "merge_base", 0.0)
+    if alpha > 0:
+        merge_weights(model, getattr(settings, "merge_with", None) or settings.base_model, alpha)
+
+
 def write_soup(members: Sequence[TrainResult], out_dir: Path, *, settings: TrainerSettings, fp: str,
                config_dump: dict[str, Any], data: TrainingData, started: float) -> TrainResult:
     """Average finished trainings of one base uniformly into ``out_dir`` (a model soup, Wortsman et al. 2022).
@@ -385,18 +391,16 @@ def write_soup(members: Sequence[TrainResult], out_dir: Path, *, settings: Train
     from gecko_distill.training.model_info import read_model_info
 
     first = members[0].model_dir
-    model = load_embedder(str(first), device="cpu", max_seq_length=settings.max_seq_length)
-    for i, member in enumerate(members[1:], start=2):
-        merge_weights(model, str(member.model_dir), 1 / i)
-    alpha = getattr(settings, "merge_base", 0.0)
-    if alpha > 0:  # WiSE-FT / a soup with another model applies to the soup of seeds, not to each member
-        merge_weights(model, getattr(settings, "merge_with", None) or settings.base_model, alpha)
-    _prepare_dir(out_dir, fp)
-    model.save_pretrained(str(out_dir))
     info = read_model_info(first)
     if info is None:
         raise ConfigError(f"{first} records no gecko-distill model info; a soup's members are its own "
                           "trainings")
+    model = load_embedder(str(first), device="cpu", max_seq_length=settings.max_seq_length)
+    for i, member in enumerate(members[1:], start=2):
+        merge_weights(model, str(member.model_dir), 1 / i)
+    _merge_as_configured(model, settings)  # on the soup of seeds, not on each member
+    _prepare_dir(out_dir, fp)
+    model.save_pretrained(str(out_dir))
     write_model_info(out_dir, info)
     atomic_write_text(out_dir / TRAIN_CONFIG, json.dumps(config_dump, indent=2, ensure_ascii=False))
     steps = sum(json.loads((m.model_dir / "manifest.json").read_text())["summary"]["steps"] for m in members)
